@@ -1,0 +1,33 @@
+"""The JSON API (/api/v1): bearer tokens only, so no cookies and no CSRF."""
+
+from __future__ import annotations
+
+from flask import Blueprint, g, request
+
+from portal.models import User
+from portal.services import accounts
+from portal.services.errors import BadRequest, Unauthorized
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def current_actor() -> User:
+    """The user the bearer token names. Raises Unauthorized."""
+    if "api_actor" not in g:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Send 'Authorization: Bearer <token>'.")
+        g.api_actor = accounts.user_for_bearer(token)
+    return g.api_actor
+
+
+def json_body() -> dict:
+    """The request body as a JSON object. Raises BadRequest."""
+    data = request.get_json(silent=True, force=True)
+    if not isinstance(data, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return data
+
+
+from portal.api import auth, events  # noqa: E402,F401  (routes register on bp)

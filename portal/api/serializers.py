@@ -1,0 +1,42 @@
+"""Explicit JSON shapes of api.md; models know nothing of JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from portal.models import Event
+from portal.services.paging import Page
+
+
+def rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def page_json(page: Page, item_json) -> dict:
+    return {
+        "items": [item_json(item) for item in page.items],
+        "page": page.page,
+        "per_page": page.per_page,
+        "total": page.total,
+    }
+
+
+def event_json(event: Event) -> dict:
+    data = event.data if isinstance(event.data, dict) else json.loads(event.data or "{}")
+    return {
+        "id": event.id,
+        "event_id": event.event_id,
+        "type": event.type,
+        "occurred_at": rfc3339(event.occurred_at),
+        "actor": event.actor,
+        "company": event.company,
+        "module": event.module,
+        "version": event.version,
+        "module_id": event.module_id,
+        "installation_id": event.installation_id,
+        "data": data,
+        "published": event.published_at is not None,
+    }

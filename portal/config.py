@@ -1,0 +1,87 @@
+"""Configuration from the environment (the original design's variable names and defaults)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _bool(value: str | None, default: bool = False) -> bool:
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name, "")
+    return int(raw) if raw.strip() else default
+
+
+class Config:
+    """Read once per app from the environment; tests subclass it."""
+
+    def __init__(self) -> None:
+        env = os.environ
+        self.ENVIRONMENT = env.get("ENVIRONMENT", "development")
+        production = self.ENVIRONMENT == "production"
+        self.DEBUG = False if production else _bool(env.get("DEBUG"))
+        self.SECRET_KEY = env.get("SECRET_KEY", DEFAULT_SECRET_KEY)
+        self.INSTANCE_PATH = env.get("INSTANCE_PATH", str(BASE_DIR / "instance"))
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(
+            env.get("DATABASE_URL") or f"sqlite:///{Path(self.INSTANCE_PATH) / 'registry.db'}"
+        )
+        self.REDIS_URL = env.get("REDIS_URL") or None
+        self.EVENT_STREAM = env.get("EVENT_STREAM", "module-registry:events")
+        self.EVENT_STREAM_MAXLEN = _int("EVENT_STREAM_MAXLEN", 100_000)
+        self.SERVICE_REGISTRY_URL = env.get("SERVICE_REGISTRY_URL") or None
+        self.SERVICE_PUBLIC_URL = env.get("SERVICE_PUBLIC_URL", "http://127.0.0.1:8005")
+        self.AUTH_SERVICE_URL = env.get("AUTH_SERVICE_URL") or None
+        self.MAX_MODULE_SIZE_MB = _int("MAX_MODULE_SIZE_MB", 50)
+        self.MODULE_STORAGE_PATH = env.get(
+            "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")
+        )
+        self.PORT = _int("PORT", 8005)
+        self.JWT_AUDIENCE = env.get("JWT_AUDIENCE", "module-registry")
+        self.JWT_TTL_SECONDS = _int("JWT_TTL_SECONDS", 3600)
+        self.SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+        self.SESSION_COOKIE_HTTPONLY = True
+        self.SESSION_COOKIE_SAMESITE = "Lax"
+        self.SESSION_COOKIE_SECURE = production
+        self.REMEMBER_COOKIE_SECURE = production
+        self.WTF_CSRF_TIME_LIMIT = None  # tied to the session instead, so long-open pages work
+        self.TESTING = False
+        self.PASSWORD_HASH_METHOD = "scrypt"
+        # Leave headroom for the multipart framing around the package itself.
+        self.MAX_CONTENT_LENGTH = (self.MAX_MODULE_SIZE_MB + 1) * 1024 * 1024
+
+    def check(self) -> None:
+        """Fail fast on settings that must never reach production."""
+        if self.ENVIRONMENT == "production" and self.SECRET_KEY == DEFAULT_SECRET_KEY:
+            raise RuntimeError("SECRET_KEY must be set when ENVIRONMENT=production.")
+
+
+class TestConfig(Config):
+    """A throwaway database and no CSRF (one test module turns it back on)."""
+
+    def __init__(self, database_url: str, **overrides) -> None:
+        super().__init__()
+        self.TESTING = True
+        self.ENVIRONMENT = "test"
+        self.SQLALCHEMY_DATABASE_URI = normalize_database_url(database_url)
+        self.WTF_CSRF_ENABLED = False
+        self.REDIS_URL = None
+        # Hashing cost is not under test; a fast method keeps hundreds of sign-ins quick.
+        self.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"
+        for key, value in overrides.items():
+            setattr(self, key, value)
+
+
+def normalize_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever scheme the URL was written with."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url

@@ -1,0 +1,50 @@
+"""Engine settings per database: SQLite tuned so several processes and threads can write."""
+
+from __future__ import annotations
+
+from flask import Flask, has_request_context, request
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def engine_options(uri: str) -> dict:
+    """Options for create_engine; SQLite waits for locks instead of failing at once."""
+    if uri.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30, "check_same_thread": False}}
+    return {"pool_pre_ping": True}
+
+
+def _takes_write_lock() -> bool:
+    """A request that may write takes SQLite's write lock when its transaction starts.
+
+    A deferred transaction that reads first and writes later cannot wait for the lock when
+    another writer got in between: SQLite answers "database is locked" at once. Taking the
+    lock up front (BEGIN IMMEDIATE) makes concurrent writers queue on the busy timeout.
+    Reads (GET) keep deferred transactions so they never wait behind writers (WAL).
+    """
+    if has_request_context():
+        return request.method not in SAFE_METHODS
+    return True
+
+
+def configure_engine(app: Flask, engine: Engine) -> None:
+    """Install the SQLite pragmas and the explicit BEGIN (pysqlite's documented workaround)."""
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy's "begin" event below issue BEGIN itself.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection):
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if _takes_write_lock() else "BEGIN")

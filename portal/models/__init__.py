@@ -1,0 +1,27 @@
+"""All models, imported here so Alembic sees every table."""
+
+from portal.models.accounts import ROLES, ApiToken, Company, SignInFailure, User
+from portal.models.events import Event, Lease, ServiceState
+from portal.models.modules import (
+    STATUSES,
+    VISIBILITIES,
+    ModuleDependency,
+    ModuleRelease,
+    StatusChange,
+)
+
+__all__ = [
+    "ROLES",
+    "STATUSES",
+    "VISIBILITIES",
+    "ApiToken",
+    "Company",
+    "Event",
+    "Lease",
+    "ModuleDependency",
+    "ModuleRelease",
+    "SignInFailure",
+    "ServiceState",
+    "StatusChange",
+    "User",
+]

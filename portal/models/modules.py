@@ -1,0 +1,105 @@
+"""Module releases, their dependencies and status history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db
+from portal.models.accounts import Company, User
+from portal.models.base import JSONType, UTCDateTime, utcnow
+
+STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
+VISIBILITIES = ("public", "private")
+
+# Version sort keys compare byte by byte; PostgreSQL's default collation would not.
+VersionKey = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
+
+
+class ModuleRelease(db.Model):
+    """One (name, version) with its manifest, optional package and review status."""
+
+    __tablename__ = "modules"
+    __table_args__ = (
+        # Build metadata is not part of the key, so 1.0.0+a and 1.0.0+b collide (manifest.md).
+        sa.UniqueConstraint("name", "version_key", name="uq_modules_name_version_key"),
+        sa.CheckConstraint(
+            "status IN ('pending', 'approved', 'rejected', 'deprecated', 'deleted')",
+            name="status_known",
+        ),
+        sa.CheckConstraint("visibility IN ('public', 'private')", name="visibility_known"),
+        sa.Index("ix_modules_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    version: Mapped[str] = mapped_column(sa.String(128))
+    version_key: Mapped[str] = mapped_column(VersionKey)
+    display_name: Mapped[str | None] = mapped_column(sa.String(200))
+    description: Mapped[str] = mapped_column(sa.String(500))
+    author: Mapped[str] = mapped_column(sa.String(200))
+    category: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    tags: Mapped[list] = mapped_column(JSONType, default=list)
+    manifest: Mapped[dict] = mapped_column(JSONType)
+    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
+    status_reason: Mapped[str | None] = mapped_column(sa.Text)
+    visibility: Mapped[str] = mapped_column(sa.String(10), default="public")
+    publisher_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id"), index=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    package_filename: Mapped[str | None] = mapped_column(sa.String(255))
+    package_size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    package_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    scan_report: Mapped[dict | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    publisher: Mapped[Company] = relationship(lazy="joined")
+    owner: Mapped[User] = relationship()
+    dependencies: Mapped[list[ModuleDependency]] = relationship(
+        back_populates="module",
+        cascade="all, delete-orphan",
+        order_by="ModuleDependency.position",
+        lazy="selectin",
+    )
+
+    def __repr__(self) -> str:
+        return f"<ModuleRelease {self.name} {self.version} {self.status}>"
+
+
+class ModuleDependency(db.Model):
+    __tablename__ = "module_dependencies"
+    __table_args__ = (
+        sa.UniqueConstraint("module_id", "name", name="uq_module_dependencies_module_id_name"),
+        sa.CheckConstraint("type IN ('module', 'service')", name="type_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    module_id: Mapped[int] = mapped_column(sa.ForeignKey("modules.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(default=0)
+    name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    constraint: Mapped[str] = mapped_column(sa.String(256), default="*")
+    type: Mapped[str] = mapped_column(sa.String(10), default="module")
+    optional: Mapped[bool] = mapped_column(default=False)
+
+    module: Mapped[ModuleRelease] = relationship(back_populates="dependencies")
+
+
+class StatusChange(db.Model):
+    """Who moved a release from one status to another, when and why."""
+
+    __tablename__ = "module_status_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    module_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("modules.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(sa.String(20))
+    to_status: Mapped[str] = mapped_column(sa.String(20))
+    actor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    actor: Mapped[User | None] = relationship()

@@ -1,0 +1,63 @@
+"""Paging of lists, as api.md defines it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.services.errors import ValidationFailed
+
+MAX_PER_PAGE = 100
+
+
+@dataclass
+class Page:
+    items: list
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        return max(1, -(-self.total // self.per_page))
+
+    @property
+    def has_next(self) -> bool:
+        return self.page < self.pages
+
+    @property
+    def has_prev(self) -> bool:
+        return self.page > 1
+
+
+def parse_paging(args: Mapping[str, str], default_per_page: int = 20) -> tuple[int, int]:
+    """(page, per_page) from query arguments; per_page is clamped to 100. Raises ValidationFailed."""
+    errors = []
+    values = {}
+    for key, default in (("page", 1), ("per_page", default_per_page)):
+        raw = args.get(key)
+        if raw is None or raw == "":
+            values[key] = default
+            continue
+        raw = str(raw).strip()
+        if not raw.isdigit() or int(raw) < 1:
+            errors.append({"pointer": f"/{key}", "message": "must be a positive integer"})
+        else:
+            values[key] = int(raw)
+    if errors:
+        raise ValidationFailed("Invalid paging.", errors=errors)
+    return values["page"], min(values["per_page"], MAX_PER_PAGE)
+
+
+def paginate(query: sa.Select, page: int, per_page: int) -> Page:
+    """Run a select for one page, plus one COUNT over the same filters."""
+    total = db.session.execute(
+        sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    ).scalar_one()
+    items = list(
+        db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).scalars()
+    )
+    return Page(items=items, page=page, per_page=per_page, total=total)

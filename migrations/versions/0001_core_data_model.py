@@ -79,7 +79,7 @@ def upgrade():
     sa.Column('role', sa.String(length=20), nullable=False),
     sa.Column('company_id', sa.Integer(), nullable=True),
     sa.Column('session_version', sa.Integer(), server_default='1', nullable=False),
-    sa.Column('active', sa.Boolean(), server_default=sa.text('1'), nullable=False),
+    sa.Column('active', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.Column('created_at', portal.models.base.UTCDateTime(timezone=True), nullable=False),
     sa.CheckConstraint("role = 'platform_admin' OR company_id IS NOT NULL", name=op.f('ck_users_member_has_company')),
     sa.CheckConstraint("role IN ('platform_admin', 'developer', 'company_admin')", name=op.f('ck_users_role_known')),

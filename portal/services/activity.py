@@ -28,7 +28,9 @@ def list_events(
     errors = []
     if type_:
         if type_ not in EVENT_TYPES:
-            errors.append({"pointer": "/type", "message": f"must be one of {', '.join(EVENT_TYPES)}"})
+            errors.append(
+                {"pointer": "/type", "message": f"must be one of {', '.join(EVENT_TYPES)}"}
+            )
         query = query.where(Event.type == type_)
     if company:
         query = query.where(Event.company == company)

@@ -1,4 +1,4 @@
-"""Domain errors: raised once by the service layer, mapped to pages and problem+json in one place."""
+"""Domain errors: raised once by the service layer, mapped to pages and problem+json once."""
 
 from __future__ import annotations
 

@@ -34,7 +34,7 @@ class Page:
 
 
 def parse_paging(args: Mapping[str, str], default_per_page: int = 20) -> tuple[int, int]:
-    """(page, per_page) from query arguments; per_page is clamped to 100. Raises ValidationFailed."""
+    """(page, per_page) from the query; per_page is clamped to 100. Raises ValidationFailed."""
     errors = []
     values = {}
     for key, default in (("page", 1), ("per_page", default_per_page)):
@@ -57,7 +57,5 @@ def paginate(query: sa.Select, page: int, per_page: int) -> Page:
     total = db.session.execute(
         sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
     ).scalar_one()
-    items = list(
-        db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).scalars()
-    )
+    items = list(db.session.execute(query.limit(per_page).offset((page - 1) * per_page)).scalars())
     return Page(items=items, page=page, per_page=per_page, total=total)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, make_response, redirect as flask_redirect, render_template, request
+from flask import Response, make_response, render_template, request
+from flask import redirect as flask_redirect
 from jinja2 import Template
 
 

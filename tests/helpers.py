@@ -1,0 +1,98 @@
+"""Helpers shared by the tests (no fixtures here: see conftest.py)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from urllib.parse import urlsplit, urlunsplit
+
+import flask_migrate
+import psycopg
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.services import accounts
+
+PASSWORD = "correct-horse-battery"
+
+
+def create_postgres_database(server_url: str, name: str):
+    """Create database `name` on the server of `server_url`; returns (url, drop)."""
+    parts = urlsplit(server_url.replace("postgresql+psycopg://", "postgresql://"))
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop():
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    return urlunsplit(parts._replace(path=f"/{name}")), drop
+
+
+def migrate_to_head(app) -> None:
+    with app.app_context():
+        flask_migrate.upgrade()
+        db.session.remove()
+
+
+def truncate_all(engine) -> None:
+    tables = [t.name for t in reversed(db.metadata.sorted_tables)]
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                conn.execute(sa.text(f"DELETE FROM {table}"))
+
+
+def make_people() -> SimpleNamespace:
+    accounts.create_company("acme", "Acme")
+    accounts.create_company("globex", "Globex")
+    users = {
+        "admin": accounts.create_user("admin@example.com", PASSWORD, "platform_admin"),
+        "developer": accounts.create_user("dev@acme.test", PASSWORD, "developer", "acme"),
+        "acme_admin": accounts.create_user("admin@acme.test", PASSWORD, "company_admin", "acme"),
+        "globex_dev": accounts.create_user("dev@globex.test", PASSWORD, "developer", "globex"),
+        "globex_admin": accounts.create_user(
+            "admin@globex.test", PASSWORD, "company_admin", "globex"
+        ),
+    }
+    return SimpleNamespace(**{k: SimpleNamespace(id=u.id, email=u.email) for k, u in users.items()})
+
+
+def login(client, email: str, password: str = PASSWORD):
+    resp = client.post("/login", data={"email": email, "password": password})
+    assert resp.status_code == 303, resp.get_data(as_text=True)[:500]
+    return resp
+
+
+def bearer(app, email: str) -> dict:
+    """Authorization header with a fresh JWT for the user with this email."""
+    with app.app_context():
+        user = accounts.user_by_email(email)
+        token = accounts.issue_jwt(user)["access_token"]
+        db.session.remove()
+    return {"Authorization": f"Bearer {token}"}
+
+
+class HtmxClient:
+    """A test client whose requests carry HX-Request: true."""
+
+    def __init__(self, app):
+        self._client = app.test_client()
+
+    def __getattr__(self, name):
+        attr = getattr(self._client, name)
+        if name in {"get", "post", "put", "patch", "delete", "open"}:
+
+            def call(*args, headers=None, **kwargs):
+                merged = {"HX-Request": "true", **(headers or {})}
+                return attr(*args, headers=merged, **kwargs)
+
+            return call
+        return attr
+
+
+def count(model) -> int:
+    return db.session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
 from portal.services.errors import DomainError
 
@@ -66,6 +66,7 @@ def create_token(email: str, name: str) -> None:
 
 
 @click.command("seed-demo")
+@with_appcontext
 def seed_demo() -> None:
     """Idempotent demo companies, users, modules and installations."""
     from portal.services.demo import DEMO_PASSWORD, seed
@@ -76,6 +77,7 @@ def seed_demo() -> None:
 
 
 @click.command("worker")
+@with_appcontext
 @click.option("--once", is_flag=True, help="Do one round of every job, then exit.")
 def worker(once: bool) -> None:
     """Run the event relay (and later jobs) until stopped."""

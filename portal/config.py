@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_SECRET_KEY = "dev-secret-key-change-me"
+DEFAULT_SECRET_KEY = "dev-secret-key-change-me-never-use-in-production"
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -65,6 +65,8 @@ class Config:
 
 class TestConfig(Config):
     """A throwaway database and no CSRF (one test module turns it back on)."""
+
+    __test__ = False  # not a pytest test class
 
     def __init__(self, database_url: str, **overrides) -> None:
         super().__init__()

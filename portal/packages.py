@@ -152,7 +152,15 @@ class _Scan:
         self.files: dict[str, int] = {}
         self.executables: set[str] = set()
 
-    def add(self, name: str, *, is_dir: bool, size: int, executable: bool, problem: str | None):
+    def add(
+        self,
+        name: str,
+        *,
+        is_dir: bool,
+        size: int,
+        executable: bool,
+        problem: str | None,
+    ) -> str:
         self.count += 1
         if self.count > self.max_entries:
             raise _refuse(f"more than {self.max_entries} entries in the archive", name)
@@ -169,7 +177,7 @@ class _Scan:
             raise _refuse("negative size", name)
         self.total += size
         if self.total > self.max_bytes:
-            raise _refuse(f"archive unpacks to more than {self.max_bytes / _MIB:g} MiB", name)
+            raise _refuse(f"archive unpacks to more than {_human(self.max_bytes)}", name)
         if self.total > RATIO_MIN_BYTES and self.total > self.max_ratio * self.archive_size:
             raise _refuse(
                 f"compression ratio over {self.max_ratio} ({self.archive_size} bytes unpack "
@@ -222,6 +230,10 @@ class _Scan:
         return warnings
 
 
+def _human(size: int) -> str:
+    return f"{size / _MIB:g} MiB" if size >= _MIB else f"{size} bytes"
+
+
 def _manifest_too_large(limit: int) -> TooLarge:
     text = f"{MANIFEST_NAME} is larger than {limit // 1024} KiB"
     return TooLarge(text, errors=[{"pointer": _POINTER, "message": text}])
@@ -259,13 +271,13 @@ def inspect_package(
 
 
 def _read_zip(fh, scan: _Scan, max_manifest: int) -> tuple[str, bytes]:
-    # ZipFile() parses the whole central directory up front; the end record's count lets a
-    # directory of millions of entries be refused before that.
-    endrec = zipfile._EndRecData(fh)
-    if endrec and endrec[zipfile._ECD_ENTRIES_TOTAL] > scan.max_entries:
-        count = endrec[zipfile._ECD_ENTRIES_TOTAL]
-        raise _refuse(f"archive has {count} entries, more than {scan.max_entries}")
+    # ZipFile() parses the whole central directory up front; the end record's count (read with
+    # a private but long-stable helper) lets millions of entries be refused before that.
     try:
+        endrec = zipfile._EndRecData(fh)
+        if endrec and endrec[zipfile._ECD_ENTRIES_TOTAL] > scan.max_entries:
+            count = endrec[zipfile._ECD_ENTRIES_TOTAL]
+            raise _refuse(f"more than {scan.max_entries} entries in the archive ({count})")
         with zipfile.ZipFile(fh) as zf:
             paths = []
             for info in zf.infolist():
@@ -405,7 +417,7 @@ class _GunzipStream:
             self.last_nonzero = self.produced + len(stripped)
         self.produced += len(out)
         if self.produced > self.limit:
-            raise _refuse("the tar stream holds more than its entries declare")
+            raise _refuse("the tar stream holds more than its entries declare (oversized headers?)")
         return out
 
     def _next_member(self) -> None:
@@ -416,6 +428,8 @@ class _GunzipStream:
                 self._done = True
                 return
         self._input = self._input.lstrip(b"\0")
+        if not self._input.startswith(b"\x1f\x8b"):
+            raise _unreadable("data after the end of the gzip stream")
         self._dec = zlib.decompressobj(16 + zlib.MAX_WBITS)
 
 

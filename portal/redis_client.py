@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from flask import Flask, current_app
 
 
@@ -12,8 +14,12 @@ def get_redis(app: Flask | None = None) -> redis.Redis | None:
         return None
     client = app.extensions.get("redis")
     if client is None:
+        # One quick retry only: the relay has its own backoff, and /health must answer fast.
         client = redis.Redis.from_url(
-            app.config["REDIS_URL"], socket_timeout=2, socket_connect_timeout=2
+            app.config["REDIS_URL"],
+            socket_timeout=2,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5), 1),
         )
         app.extensions["redis"] = client
     return client

@@ -163,7 +163,7 @@ class Version:
         """
         core = "".join(_num_key(n) for n in (self.major, self.minor, self.patch))
         if not self.prerelease:
-            return core + "+"
+            return core + "~"
         idents = (_num_key(i) if isinstance(i, int) else f"@{i}!" for i in self.prerelease)
         return core + "-" + "".join(idents)
 
@@ -211,6 +211,11 @@ def _floor(major: int, minor: int, patch: int) -> Version:
     return Version(major, minor, patch, (0,))
 
 
+def _top(major: int, minor: int | None) -> tuple[int, int, int]:
+    # The release just above what a partial covers: 1 -> 2.0.0, 1.2 and 1.2.3 -> 1.3.0.
+    return (major + 1, 0, 0) if minor is None else (major, minor + 1, 0)
+
+
 def _partial(word: str, text: str, unlocked: set | None) -> tuple[list, Version | None]:
     """Parse `1`, `1.x`, `1.2.*` or a full version; wildcards and missing parts become None.
 
@@ -249,32 +254,24 @@ def _comparator(word: str, text: str, unlocked: set) -> _Interval:
     if major is None:  # `*`: everything, except for `<*`, `>*` and `!=*` which match nothing
         return _NOTHING if op in ("<", ">", "!=") else _ANY
     lo = full or Version(major, minor or 0, patch or 0)
-    if op == "^":  # the first non-zero part given may not change
+    top = _top(major, minor)
+    if op == "^":  # the left-most non-zero part given may not change
         if major or minor is None:
-            return _Interval(lo, True, _floor(major + 1, 0, 0), False)
-        if minor or patch is None:
-            return _Interval(lo, True, _floor(0, minor + 1, 0), False)
-        return _Interval(lo, True, _floor(0, 0, patch + 1), False)
-    if op == "~":  # the minor may not change, or the major when only the major is given
-        top = (major + 1, 0, 0) if minor is None else (major, minor + 1, 0)
+            top = (major + 1, 0, 0)
+        else:
+            top = (0, minor + 1, 0) if minor or patch is None else (0, 0, patch + 1)
         return _Interval(lo, True, _floor(*top), False)
-    if full is not None:
-        return {
-            ">=": _Interval(lo=full),
-            ">": _Interval(lo=full, lo_incl=False),
-            "<=": _Interval(hi=full),
-            "<": _Interval(hi=full, hi_incl=False),
-            "!=": _Interval(full, True, full, True, negate=True),
-        }.get(op, _Interval(full, True, full, True))
-    # A partial covers [lo, top): 1.2 covers 1.2.0 up to (not including) 1.3.0.
-    top = (major + 1, 0, 0) if minor is None else (major, minor + 1, 0)
+    if op == "~":  # patch-level changes only (minor-level when only a major is given)
+        return _Interval(lo, True, _floor(*top), False)
+    # What a bare version covers: exactly itself, or [lo, top) for a partial such as 1.2.
+    hi, hi_incl = (full, True) if full else (_floor(*top), False)
     return {
         ">=": _Interval(lo=lo),
-        ">": _Interval(lo=Version(*top)),
-        "<": _Interval(hi=_floor(lo.major, lo.minor, lo.patch), hi_incl=False),
-        "<=": _Interval(hi=_floor(*top), hi_incl=False),
-        "!=": _Interval(lo, True, _floor(*top), False, negate=True),
-    }.get(op, _Interval(lo, True, _floor(*top), False))
+        ">": _Interval(lo=full, lo_incl=False) if full else _Interval(lo=Version(*top)),
+        "<": _Interval(hi=full or _floor(major, minor or 0, patch or 0), hi_incl=False),
+        "<=": _Interval(hi=hi, hi_incl=hi_incl),
+        "!=": _Interval(lo, True, hi, hi_incl, negate=True),
+    }.get(op, _Interval(lo, True, hi, hi_incl))
 
 
 def _hyphen(left: str, right: str, text: str, unlocked: set) -> _Interval:
@@ -286,8 +283,7 @@ def _hyphen(left: str, right: str, text: str, unlocked: set) -> _Interval:
     lo = None if lmaj is None else lfull or Version(lmaj, lmin or 0, lpat or 0)
     if rfull is not None or rmaj is None:
         return _Interval(lo=lo, hi=rfull)
-    top = (rmaj + 1, 0, 0) if rmin is None else (rmaj, rmin + 1, 0)
-    return _Interval(lo=lo, hi=_floor(*top), hi_incl=False)
+    return _Interval(lo=lo, hi=_floor(*_top(rmaj, rmin)), hi_incl=False)
 
 
 def _parse_alternative(alt: str, text: str) -> _Alternative:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
@@ -13,6 +14,7 @@ from portal.extensions import db
 from portal.services import accounts
 
 PASSWORD = "correct-horse-battery"
+RUN_SUFFIX = uuid.uuid4().hex[:10]
 
 
 def create_postgres_database(server_url: str, name: str):

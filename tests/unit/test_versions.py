@@ -20,6 +20,8 @@ from portal.versions import (
 )
 
 V = Version.parse
+# No per-example deadline: the suite may run on a busy machine, and slowness is not a bug here.
+relaxed = settings(deadline=None)
 
 
 def _sign(x: int) -> int:
@@ -47,6 +49,9 @@ def versions(draw) -> Version:
     )
     assume(len(str(version)) <= 128)
     return version
+
+
+releases = st.builds(Version, numbers, numbers, numbers)
 
 
 # ---------------------------------------------------------------- precedence
@@ -460,7 +465,7 @@ def test_checking_an_invalid_version_against_a_constraint_raises_invalid_version
 # ---------------------------------------------------------------- properties
 
 
-@settings(max_examples=300)
+@settings(relaxed, max_examples=300)
 @given(versions(), versions())
 def test_version_order_matches_python_semver(a, b):
     expected = semver.Version.parse(str(a)).compare(str(b))
@@ -468,7 +473,7 @@ def test_version_order_matches_python_semver(a, b):
     assert (a == b) == (expected == 0)
 
 
-@settings(max_examples=300)
+@settings(relaxed, max_examples=300)
 @given(versions(), versions())
 @example(V("1.0.0-alpha"), V("1.0.0-alpha1"))
 @example(V("1.0.0-a-b"), V("1.0.0-a0"))
@@ -480,6 +485,7 @@ def test_sort_key_order_equals_version_order(a, b):
     assert len(ka) <= 255
 
 
+@relaxed
 @given(versions(), versions(), versions())
 def test_ordering_is_total_antisymmetric_and_transitive(a, b, c):
     assert [a < b, a == b, a > b].count(True) == 1
@@ -491,6 +497,7 @@ def test_ordering_is_total_antisymmetric_and_transitive(a, b, c):
         assert a < c
 
 
+@relaxed
 @given(versions())
 def test_parsing_the_text_of_a_version_gives_it_back(version):
     again = Version.parse(str(version))
@@ -499,6 +506,7 @@ def test_parsing_the_text_of_a_version_gives_it_back(version):
     assert again.build == version.build
 
 
+@relaxed
 @given(st.text(max_size=140))
 @example("v1.2.3")
 @example("1.2.3-" + "9" * 130)
@@ -515,7 +523,7 @@ constraint_texts = st.one_of(
 )
 
 
-@settings(max_examples=500)
+@settings(relaxed, max_examples=500)
 @given(constraint_texts, versions())
 @example("1.2.3 - ", V("1.0.0"))
 @example("9" * 200, V("1.0.0"))
@@ -529,18 +537,17 @@ def test_parsing_arbitrary_text_as_a_constraint_raises_nothing_but_invalid_const
     assert constraint.exact is None or isinstance(constraint.exact, Version)
 
 
-@given(versions(), versions())
+@relaxed
+@given(releases, releases)
 def test_not_equal_allows_exactly_the_releases_equals_does_not(pin, version):
-    assume(not pin.is_prerelease and not version.is_prerelease)
-    base = str(pin).split("+")[0]
-    equal = Constraint.parse(f"={base}").allows(version)
-    assert Constraint.parse(f"!={base}").allows(version) is not equal
+    equal = Constraint.parse(f"={pin}").allows(version)
+    assert Constraint.parse(f"!={pin}").allows(version) is not equal
     assert equal is (version == pin)
 
 
-@given(versions(), versions())
+@relaxed
+@given(releases, releases)
 def test_caret_allows_the_same_releases_as_its_expansion(base, version):
-    assume(not base.is_prerelease and not version.is_prerelease)
     m, n, p = base.major, base.minor, base.patch
     top = f"{m + 1}.0.0" if m else (f"0.{n + 1}.0" if n else f"0.0.{p + 1}")
     expansion = Constraint.parse(f">={m}.{n}.{p}, <{top}")

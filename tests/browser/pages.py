@@ -1,0 +1,39 @@
+"""Helpers that drive pages the way a person would (labels, roles, visible text)."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page
+
+from portal.services.demo import DEMO_PASSWORD
+
+
+def sign_in(page: Page, base_url: str, email: str, password: str = DEMO_PASSWORD) -> None:
+    """Sign in through the form and wait for the page it leads to; fails if it refuses."""
+    page.goto(f"{base_url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    if page.url.split("?")[0].endswith("/login"):
+        raise AssertionError(f"sign-in as {email} failed: {page.locator('main').inner_text()}")
+
+
+def sign_out(page: Page) -> None:
+    """Press "Sign out" in the top bar and wait for the page it leads to."""
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
+    page.wait_for_load_state()
+
+
+def nav_labels(page: Page) -> list[str]:
+    """The main navigation's link texts, in order, without badge counts (`.count` spans)."""
+    nav = page.locator("nav[aria-label=Main]")
+    nav.wait_for()
+    return nav.locator("a").evaluate_all(
+        """links => links.map(link => {
+            const copy = link.cloneNode(true);
+            copy.querySelectorAll(".count").forEach(badge => badge.remove());
+            return copy.textContent.replace(/\\s+/g, " ").trim();
+        })"""
+    )

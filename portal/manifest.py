@@ -46,6 +46,9 @@ Error = dict[str, str]
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {_CORE + t for t in ("str", "int", "float", "bool", "null")}
 _IMPLICIT_TAGS = {_CORE + t for t in ("int", "float", "bool", "null")}
+# PyYAML's scanner slows down quadratically with flow nesting (`[[[[...`: seconds at a few
+# thousand levels), a cheap denial of service; a valid manifest nests about 33 levels at most.
+_MAX_FLOW_DEPTH = 100
 
 
 class _ManifestLoader(yaml.SafeLoader):
@@ -59,6 +62,12 @@ class _ManifestLoader(yaml.SafeLoader):
         first: [(tag, regexp) for tag, regexp in resolvers if tag in _IMPLICIT_TAGS]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
+
+    def fetch_flow_collection_start(self, TokenClass):  # noqa: N803 - PyYAML's name
+        if self.flow_level >= _MAX_FLOW_DEPTH:
+            problem = f"lists and mappings are nested more than {_MAX_FLOW_DEPTH} levels deep"
+            raise _Unreadable(problem, self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
 
 
 class _Unreadable(Exception):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import redis
+from flask import Flask, current_app
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
-from flask import Flask, current_app
 
 
 def get_redis(app: Flask | None = None) -> redis.Redis | None:

@@ -7,9 +7,9 @@ import threading
 
 import pytest
 import redis
+import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
-import sqlalchemy as sa
 
 from portal import events
 from portal.events import Relay, record_event

@@ -1,0 +1,110 @@
+"""Every route of the app (pages, htmx partials, API) against every kind of caller.
+
+The table below is the access contract: a route missing from it fails
+`test_every_route_is_in_the_table`, so new routes must state who may call them.
+Roles: anonymous, developer (of acme), company admin of the owning company (acme),
+company admin of another company (globex), platform admin.
+"""
+
+from __future__ import annotations
+
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from portal.extensions import db
+from portal.services import accounts
+from tests.helpers import PASSWORD, bearer, login, make_people
+
+ROLES = ("anonymous", "developer", "owner_admin", "other_admin", "platform_admin")
+EMAILS = {
+    "developer": "dev@acme.test",
+    "owner_admin": "admin@acme.test",
+    "other_admin": "admin@globex.test",
+    "platform_admin": "admin@example.com",
+}
+
+
+def _own_credentials(role, world):
+    if role == "anonymous":
+        return {"data": {}}
+    return {"data": {"email": EMAILS[role], "password": PASSWORD}}
+
+
+def _api_credentials(role, world):
+    if role == "anonymous":
+        return {"json": {}}
+    return {"json": {"email": EMAILS[role], "password": PASSWORD}}
+
+
+# "METHOD rule": (expected statuses in ROLES order, request kwargs builder or None)
+ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
+    "GET /health": ((200, 200, 200, 200, 200), None),
+    "GET /info": ((200, 200, 200, 200, 200), None),
+    "GET /login": ((200, 200, 200, 200, 200), None),
+    "POST /login": ((422, 303, 303, 303, 303), _own_credentials),
+    "GET /logout": ((302, 200, 200, 200, 200), None),
+    "POST /logout": ((302, 303, 303, 303, 303), None),
+    "GET /": ((302, 200, 200, 200, 200), None),
+    "GET /tokens": ((302, 200, 200, 200, 200), None),
+    "POST /tokens": ((302, 201, 201, 201, 201), lambda r, w: {"data": {"name": "ci"}}),
+    # The token belongs to the owning company's admin: nobody else may revoke it.
+    "POST /tokens/<int:token_id>/revoke": ((302, 404, 303, 404, 404), None),
+    "POST /api/v1/auth/token": ((422, 200, 200, 200, 200), _api_credentials),
+    "GET /api/v1/events": ((401, 200, 200, 200, 200), None),
+    "GET /api/v1/events/": ((401, 200, 200, 200, 200), None),
+}
+EXEMPT_ENDPOINTS = {"static"}
+
+
+def _app_routes(app) -> set[str]:
+    keys = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in EXEMPT_ENDPOINTS:
+            continue
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            keys.add(f"{method} {rule.rule}")
+    return keys
+
+
+def test_every_route_is_in_the_table(app):
+    routes = _app_routes(app)
+    assert routes - set(ROUTES) == set(), "routes missing from the access table"
+    assert set(ROUTES) - routes == set(), "table rows for routes that no longer exist"
+
+
+def _world(app) -> SimpleNamespace:
+    """The resources the parametrized paths point at, owned by acme."""
+    with app.app_context():
+        make_people()
+        token, _plain = accounts.create_api_token(
+            accounts.user_by_email(EMAILS["owner_admin"]), "t"
+        )
+        world = SimpleNamespace(token_id=token.id)
+        db.session.remove()
+    return world
+
+
+def _fill(rule: str, world: SimpleNamespace) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", lambda m: str(getattr(world, m.group(1))), rule)
+
+
+@pytest.mark.parametrize("route", sorted(ROUTES))
+@pytest.mark.parametrize("role", ROLES)
+def test_route_answers_each_role_as_the_table_says(app, route, role):
+    expected_statuses, build = ROUTES[route]
+    world = _world(app)
+    method, rule = route.split(" ", 1)
+    path = _fill(rule, world)
+    client = app.test_client()
+    kwargs = build(role, world) if build else {}
+    headers = {}
+    if role != "anonymous":
+        if path.startswith("/api/"):
+            headers = bearer(app, EMAILS[role])
+        else:
+            login(client, EMAILS[role])
+    resp = client.open(path, method=method, headers=headers, **kwargs)
+    expected = expected_statuses[ROLES.index(role)]
+    assert resp.status_code == expected, f"{route} as {role}: {resp.get_data(as_text=True)[:300]}"

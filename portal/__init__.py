@@ -48,6 +48,7 @@ def register_extensions(app: Flask) -> None:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///"):
         os.makedirs(os.path.dirname(uri[len("sqlite:///") :]) or ".", exist_ok=True)
+    os.makedirs(app.config["MODULE_STORAGE_PATH"], exist_ok=True)
     db.init_app(app)
     with app.app_context():
         configure_engine(app, db.engine)

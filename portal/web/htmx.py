@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from flask import Response, make_response, render_template, request
+from flask import Response, get_flashed_messages, make_response, render_template, request
 from flask import redirect as flask_redirect
 from jinja2 import Template
 
@@ -31,11 +31,24 @@ def render(template_name: str, *, block: str | None = None, status: int = 200, *
         template: Template = env.get_template(template_name)
         ctx = template.new_context(_template_context(context))
         body = "".join(template.blocks[block](ctx))
+        body += _flash_out_of_band()
     else:
         body = render_template(template_name, **context)
     resp = make_response(body, status)
     resp.vary.add("HX-Request")
     return resp
+
+
+def _flash_out_of_band() -> str:
+    """Messages flashed while answering a fragment go to #flash in the same response."""
+    messages = get_flashed_messages(with_categories=True)
+    if not messages:
+        return ""
+    items = "".join(
+        render_template("_flash.html", category=category, message=message)
+        for category, message in messages
+    )
+    return f'<div id="flash" class="flash-area" hx-swap-oob="innerHTML">{items}</div>'
 
 
 def _template_context(context: dict) -> dict:

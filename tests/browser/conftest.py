@@ -17,6 +17,8 @@ import pytest
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
+from portal import create_app
+from portal.config import TestConfig
 from portal.extensions import db
 from portal.services import demo
 
@@ -55,8 +57,27 @@ def browser_type_launch_args():
 
 
 @pytest.fixture(scope="session")
-def live_server(app):
-    """The session app over HTTP on 127.0.0.1 (port chosen by the OS), in a daemon thread."""
+def live_app(app, database_url):
+    """The app as users get it: the same database as `app`, but with CSRF protection on,
+    so every journey also proves that forms and htmx requests carry the token."""
+    live = create_app(
+        TestConfig(
+            database_url,
+            WTF_CSRF_ENABLED=True,
+            MODULE_STORAGE_PATH=app.config["MODULE_STORAGE_PATH"],
+            INSTANCE_PATH=app.config["INSTANCE_PATH"],
+        )
+    )
+    yield live
+    with live.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def live_server(live_app):
+    """The live app over HTTP on 127.0.0.1 (port chosen by the OS), in a daemon thread."""
+    app = live_app
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()

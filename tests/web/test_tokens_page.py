@@ -59,3 +59,15 @@ def test_revoking_another_users_token_is_404_and_changes_nothing(app, client, pe
     assert client.post(f"/tokens/{token_id}/revoke").status_code == 404
     with app.app_context():
         assert db.session.get(ApiToken, token_id).revoked_at is None
+
+
+def test_htmx_revoke_brings_its_message_out_of_band_and_leaves_none_for_later(
+    app, htmx_client, people
+):
+    login(htmx_client, people.developer.email)
+    htmx_client.post("/tokens", data={"name": "pipeline"})
+    with app.app_context():
+        token_id = db.session.execute(db.select(ApiToken.id)).scalar_one()
+    html = htmx_client.post(f"/tokens/{token_id}/revoke").get_data(as_text=True)
+    assert 'hx-swap-oob="innerHTML"' in html and "Token revoked." in html
+    assert "Token revoked." not in htmx_client.get("/tokens", headers={"HX-Request": ""}).text

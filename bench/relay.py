@@ -44,6 +44,7 @@ import flask_migrate  # noqa: E402
 import psycopg  # noqa: E402
 import redis  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
+from sqlalchemy.dialects import postgresql as pg  # noqa: E402
 
 from portal import create_app  # noqa: E402
 from portal.config import TestConfig  # noqa: E402
@@ -227,6 +228,9 @@ class ProposedRelay(Relay):
             off. A crash can lose only the marks of the last few hundred milliseconds,
             and those events are then published again: at-least-once, which events.md
             already requires consumers to handle (they deduplicate by event_id).
+    any_array: on PostgreSQL, mark the batch with `id = ANY(:ids)` (one array parameter)
+            instead of `id IN (:id_1, ..., :id_500)` (500 parameters rendered, bound and
+            planned on every batch).
     """
 
     options: tuple[str, ...] = ()
@@ -270,11 +274,17 @@ class ProposedRelay(Relay):
         except Exception:
             db.session.rollback()
             raise
-        if "async_commit" in self.options and db.engine.dialect.name == "postgresql":
+        postgres = db.engine.dialect.name == "postgresql"
+        if "async_commit" in self.options and postgres:
             db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        ids = [e.id for e in events]
+        if "any_array" in self.options and postgres:
+            batch = Event.id == sa.any_(sa.bindparam("ids", ids, type_=pg.ARRAY(sa.Integer)))
+        else:
+            batch = Event.id.in_(ids)
         db.session.execute(
             sa.update(Event)
-            .where(Event.id.in_([e.id for e in events]))
+            .where(batch)
             .values(published_at=utcnow())
             .execution_options(synchronize_session=False)
         )
@@ -286,11 +296,14 @@ def proposed(*options: str) -> type[Relay]:
     return type("ProposedRelay", (ProposedRelay,), {"options": options})
 
 
-# name -> relay class; "relay" is the code under test, the others add proposals in turn.
+# name -> relay class: each proposal alone, then the recommended set, then all of them.
 VARIANTS: dict[str, type[Relay]] = {
     "+rows": proposed("rows"),
-    "+rows+lease": proposed("rows", "lease"),
-    "+rows+lease+async": proposed("rows", "lease", "async_commit"),
+    "+lease": proposed("lease"),
+    "+any": proposed("any_array"),
+    "+async": proposed("async_commit"),
+    "+rows+lease+any": proposed("rows", "lease", "any_array"),
+    "+all": proposed("rows", "lease", "any_array", "async_commit"),
 }
 
 
@@ -330,6 +343,127 @@ def run_raw(client, key: str, batch: int, fields: list[dict[str, str]]) -> float
     return time.perf_counter() - started
 
 
+# --- breakdown (--breakdown): where one drain's time goes, without editing the relay ------
+
+STEPS = ("lease", "select", "rows", "stream_fields", "redis", "update", "commit", "other sql")
+
+
+class _TimedPipeline:
+    def __init__(self, pipe, totals: dict[str, float]):
+        self._pipe, self._totals = pipe, totals
+
+    def xadd(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return self._pipe.xadd(*args, **kwargs)
+        finally:
+            self._totals["redis"] += time.perf_counter() - started
+
+    def execute(self, *args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return self._pipe.execute(*args, **kwargs)
+        finally:
+            self._totals["redis"] += time.perf_counter() - started
+
+
+class _TimedRedis:
+    def __init__(self, client, totals: dict[str, float]):
+        self._client, self._totals = client, totals
+
+    def pipeline(self, *args, **kwargs):
+        return _TimedPipeline(self._client.pipeline(*args, **kwargs), self._totals)
+
+
+def _statement_kind(statement: str) -> str:
+    sql = statement.lstrip().lower()
+    if "leases" in sql:
+        return "lease"
+    if sql.startswith("select") and "from events" in sql:
+        return "select"
+    if sql.startswith("update events"):
+        return "update"
+    return "other sql"
+
+
+def run_breakdown(client, key: str, batch: int, expected: int, relay_class) -> dict:
+    """One drain with timers around SQL execution (by statement), commits, stream_fields
+    and the Redis pipeline. "rows" is the rest: fetching and building the result rows or
+    ORM objects, plus the session's own work. The timers add a little overhead."""
+    import portal.events
+
+    totals: dict[str, float] = dict.fromkeys(STEPS, 0.0)
+    last_kind = ["other sql"]
+
+    def before(conn, _cursor, _statement, _params, _context, _many):
+        conn.info.setdefault("bench_started", []).append(time.perf_counter())
+
+    def after(conn, _cursor, statement, _params, _context, _many):
+        kind = _statement_kind(statement)
+        totals[kind] += time.perf_counter() - conn.info["bench_started"].pop()
+        last_kind[0] = kind
+
+    real_fields = portal.events.stream_fields
+
+    def timed_fields(event):
+        started = time.perf_counter()
+        try:
+            return real_fields(event)
+        finally:
+            totals["stream_fields"] += time.perf_counter() - started
+
+    session = db.session()
+    real_commit = session.commit
+
+    def timed_commit():
+        started = time.perf_counter()
+        try:
+            return real_commit()
+        finally:
+            kind = "lease" if last_kind[0] == "lease" else "commit"
+            totals[kind] += time.perf_counter() - started
+
+    engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", before)
+    sa.event.listen(engine, "after_cursor_execute", after)
+    session.commit = timed_commit
+    patched = [portal.events, sys.modules[__name__]]
+    for module in patched:
+        module.stream_fields = timed_fields
+    try:
+        relay = relay_class(
+            _TimedRedis(client, totals), stream=key, maxlen=MAXLEN, batch_size=batch
+        )
+        started = time.perf_counter()
+        published = relay.drain()
+        elapsed = time.perf_counter() - started
+    finally:
+        for module in patched:
+            module.stream_fields = real_fields
+        sa.event.remove(engine, "before_cursor_execute", before)
+        sa.event.remove(engine, "after_cursor_execute", after)
+        db.session.remove()
+    release_lease(RELAY_LEASE, relay.holder)
+    db.session.remove()
+    if published != expected:
+        raise AssertionError(f"relay published {published}, expected {expected}")
+    totals["rows"] = elapsed - sum(v for k, v in totals.items() if k != "rows")
+    batches = -(-expected // batch)
+    return {
+        "total_s": round(elapsed, 4),
+        "per_batch_ms": {k: round(v * 1000 / batches, 2) for k, v in totals.items()},
+    }
+
+
+def print_breakdown(name: str, result: dict, raw_per_batch_ms: float) -> None:
+    steps = result["per_batch_ms"]
+    total = sum(steps.values())
+    print(f"\n  where {name}'s time goes, ms per batch (raw XADD: {raw_per_batch_ms:.1f} ms):")
+    for step, ms in steps.items():
+        print(f"    {step:<14}{ms:>8.2f}  {ms / total:>6.1%}")
+    print(f"    {'total':<14}{total:>8.2f}")
+
+
 # --- report ---------------------------------------------------------------------------
 
 
@@ -365,7 +499,7 @@ def print_summary(result: dict) -> None:
     for name, row, rat in rows:
         runs = ", ".join(f"{t:.3f}" for t in row["seconds"])
         ratios = f"{rat['best']:>12.1%}{rat['median']:>8.1%}" if rat else " " * 20
-        print(f"  {name:<20}{row['best_eps']:>11,}{row['median_eps']:>13,}{ratios}   {runs}")
+        print(f"  {name:<24}{row['best_eps']:>11,}{row['median_eps']:>13,}{ratios}   {runs}")
     verdict = "PASS" if result["ratio"]["median"] >= TARGET else "FAIL"
     print(f"\n  target: relay/raw >= {TARGET:.0%} (median-based): {verdict}")
 
@@ -388,6 +522,11 @@ def main(argv: list[str] | None = None) -> int:
         "--variants",
         action="store_true",
         help="also time the proposed relay changes (ProposedRelay), each repetition",
+    )
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="time the steps of one extra drain (and of +rows+lease+any with --variants)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -431,6 +570,18 @@ def main(argv: list[str] | None = None) -> int:
                 runs = ", ".join(f"{name} {t[-1]:.3f} s" for name, t in times.items())
                 print(f"  rep {rep + 1}: {runs}", flush=True)
 
+            breakdowns = {}
+            if args.breakdown:
+                for name in ("relay", *(["+rows+lease+any"] if args.variants else [])):
+                    reset_published()
+                    vacuum_analyze()
+                    key = new_key(keys)
+                    breakdowns[name] = run_breakdown(
+                        client, key, args.batch, args.events, contenders[name]
+                    )
+                    check_stream(client, key, fields)
+                    client.delete(key)
+
             if args.profile:
                 reset_published()
                 vacuum_analyze()
@@ -462,8 +613,12 @@ def main(argv: list[str] | None = None) -> int:
             "ratio": ratio(relay, raw),
             "target": TARGET,
             "variants": variants,
+            "breakdown": breakdowns,
         }
     print_summary(result)
+    raw_per_batch_ms = result["raw"]["median_s"] * 1000 / -(-args.events // args.batch)
+    for name, row in result["breakdown"].items():
+        print_breakdown(name, row, raw_per_batch_ms)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     # One entry per database, so the PostgreSQL and SQLite runs are kept side by side.
     results = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 def create_app(config=None) -> Flask:
     """Build the app; starts no threads and touches no database (CLI and tests rely on it)."""
     from portal.config import Config
+    from portal.uploads import RegistryRequest
 
     config = config or Config()
     config.check()
@@ -23,6 +24,7 @@ def create_app(config=None) -> Flask:
         instance_path=config.INSTANCE_PATH,
     )
     app.config.from_object(config)
+    app.request_class = RegistryRequest
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **_engine_options(app),
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
@@ -84,9 +86,10 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from portal.api import bp as api_bp
     from portal.extensions import csrf
-    from portal.web import auth, main, service, tokens
+    from portal.web import auth, docs, main, service, tokens
 
     app.register_blueprint(service.bp)
+    app.register_blueprint(docs.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(tokens.bp)

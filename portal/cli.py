@@ -87,5 +87,7 @@ def worker(once: bool) -> None:
 
 
 def register(app: Flask) -> None:
-    for command in (companies_cli, users_cli, tokens_cli, seed_demo, worker):
+    from portal.cli_modules import modules_cli
+
+    for command in (companies_cli, users_cli, tokens_cli, modules_cli, seed_demo, worker):
         app.cli.add_command(command)

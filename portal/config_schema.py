@@ -57,7 +57,7 @@ def unique_errors(entries: Iterable[Error]) -> list[Error]:
         by_pointer.setdefault(entry["pointer"], entry["message"])
 
     def order(pointer: str) -> list[tuple[int, int, str]]:
-        return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in pointer.split("/")]
+        return [(0, int(t), "") if t.isdecimal() else (1, 0, t) for t in pointer.split("/")]
 
     return [problem(p, by_pointer[p]) for p in sorted(by_pointer, key=order)]
 
@@ -98,8 +98,8 @@ def scan_json(value: Any, pointer: str = "", *, max_depth: int) -> list[Error]:
         item, ptr, depth = stack.pop()
         if isinstance(item, dict | list):
             if depth > max_depth:
-                limit = f"is nested more than {max_depth} levels deep, the most allowed"
-                return [*errors, problem(pointer, limit)]
+                too_deep = f"is nested more than {max_depth} levels deep, the most allowed"
+                return [*errors, problem(pointer, too_deep)]
             for key, sub in item.items() if isinstance(item, dict) else enumerate(item):
                 if isinstance(item, dict) and not isinstance(key, str):
                     errors.append(problem(join_pointer(ptr, key), "keys must be text"))
@@ -199,7 +199,7 @@ def kind_of(value: Any) -> str:
 def _quoting_hint(value: bool | int | float, pointer: str) -> str:
     """YAML reads `1.10`, `2024` or `yes` as a number or a boolean; say how to keep it text."""
     token = _unescape(pointer.rsplit("/", 1)[-1])
-    prefix = "- " if token.isdigit() or not token else f"{token}: "
+    prefix = "- " if token.isdecimal() or not token else f"{token}: "
     if isinstance(value, bool):
         return (
             f"was read as the boolean {str(value).lower()}, not as text (unquoted yes, no, on, "
@@ -387,6 +387,7 @@ def _reference_errors(schema: dict, pointer: str, *, resolve: bool) -> list[Erro
 
     Walks every value, not only subschemas: a false alarm in a `default` is cheaper than a miss."""
     errors: list[Error] = []
+    resolver = _root_resolver(schema) if resolve else None
     stack: list[tuple[Any, str, bool]] = [(schema, pointer, False)]
     while stack:
         node, ptr, under_id = stack.pop()
@@ -400,21 +401,35 @@ def _reference_errors(schema: dict, pointer: str, *, resolve: bool) -> list[Erro
             if not isinstance(ref, str):
                 continue
             if not ref.startswith("#"):
-                outside = "only references inside it (starting with #, e.g. #/$defs/address) work"
-                errors.append(problem(where, f"refers to {quote_value(ref)}; {outside}"))
-            elif resolve and keyword == "$ref" and not under_id and not _resolves(schema, ref):
+                only = "only references starting with # (e.g. #/$defs/address) are allowed"
+                errors.append(
+                    problem(where, f"refers outside this schema ({quote_value(ref)}); {only}")
+                )
+            elif resolver and keyword == "$ref" and not under_id and not _resolves(resolver, ref):
                 errors.append(problem(where, f"{quote_value(ref)} points to nothing here"))
         stack.extend((value, join_pointer(ptr, key), under_id) for key, value in node.items())
     return errors
 
 
-def _resolves(schema: dict, ref: str) -> bool:
-    resolver = referencing.Registry().resolver_with_root(DRAFT202012.create_resource(schema))
+def _resolves(resolver: referencing.Resolver, ref: str) -> bool:
     try:
         resolver.lookup(ref)
     except (referencing.exceptions.Unresolvable, ValueError, TypeError):
         return False
     return True
+
+
+def _root_resolver(schema: dict) -> referencing.Resolver | None:
+    """A resolver for references from the root, its registry crawled once (an anchor lookup in
+    an uncrawled registry crawls the whole schema each time). None if the schema is too odd to
+    crawl; the metaschema check then reports why."""
+    try:
+        resource = DRAFT202012.create_resource(schema)
+        uri = resource.id() or ""
+        registry = referencing.Registry().with_resource(uri, resource).crawl()
+        return registry.resolver(base_uri=uri)
+    except Exception:  # any failure here is a schema problem reported elsewhere
+        return None
 
 
 def _subschemas(schema: dict, pointer: str) -> Iterator[tuple[dict, str]]:
@@ -544,7 +559,7 @@ def _local_target(schema: Any, fragment: str) -> Any:
     for token in unquote(fragment).split("/")[1:] if fragment else []:
         if isinstance(node, dict):
             node = node.get(_unescape(token))
-        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+        elif isinstance(node, list) and token.isdecimal() and int(token) < len(node):
             node = node[int(token)]
         else:
             return None

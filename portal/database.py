@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, has_request_context, request
+from flask import Flask, has_request_context
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def engine_options(uri: str) -> dict:
@@ -17,16 +15,18 @@ def engine_options(uri: str) -> dict:
 
 
 def _takes_write_lock() -> bool:
-    """A request that may write takes SQLite's write lock when its transaction starts.
+    """Write transactions take SQLite's write lock when they start.
 
     A deferred transaction that reads first and writes later cannot wait for the lock when
     another writer got in between: SQLite answers "database is locked" at once. Taking the
     lock up front (BEGIN IMMEDIATE) makes concurrent writers queue on the busy timeout.
-    Reads (GET) keep deferred transactions so they never wait behind writers (WAL).
+    In a request, only a unit of work writes; reads stay deferred so they never wait
+    behind writers (WAL), and an upload is never streamed while holding the lock. Outside
+    requests (CLI, worker, tests calling services) every transaction takes it.
     """
-    if has_request_context():
-        return request.method not in SAFE_METHODS
-    return True
+    from portal.services.uow import WRITE_INTENT
+
+    return WRITE_INTENT.get() or not has_request_context()
 
 
 def configure_engine(app: Flask, engine: Engine) -> None:

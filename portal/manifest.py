@@ -248,7 +248,7 @@ def load_manifest_json(obj: Any) -> dict:
 # --- Validating ----------------------------------------------------------------------------
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
-_NAME_RULE = "lowercase letters, digits and single hyphens, starting with a letter, 2-64 long"
+_NAME_RULE = "lowercase letters, digits and single hyphens, starting with a letter, 2-64 chars"
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 _DOTTED_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})*:{_IDENT}(?:\.{_IDENT})*")
 

@@ -98,3 +98,25 @@ class HtmxClient:
 
 def count(model) -> int:
     return db.session.execute(sa.select(sa.func.count()).select_from(model)).scalar_one()
+
+
+def publish_package(data: bytes, *, actor_email: str, **submission):
+    """Publish package bytes through the service, as an upload would (needs an app context)."""
+    import io
+
+    from portal.packages import stream_to_temp
+    from portal.services.publishing import package_store, publish_release
+    from portal.services.submissions import PackageFile, Submission
+
+    path, digest, size = stream_to_temp(io.BytesIO(data), package_store(), max_bytes=1 << 30)
+    sub = Submission(package=PackageFile(path, digest, size, "upload"), **submission)
+    return publish_release(sub, actor=accounts.user_by_email(actor_email))
+
+
+def publish_manifest(data: dict, *, actor_email: str, **submission):
+    """Publish a manifest-only release through the service (needs an app context)."""
+    from portal.services.publishing import publish_release
+    from portal.services.submissions import Submission
+
+    sub = Submission(manifest_json=data, **submission)
+    return publish_release(sub, actor=accounts.user_by_email(actor_email))

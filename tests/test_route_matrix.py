@@ -15,7 +15,8 @@ import pytest
 
 from portal.extensions import db
 from portal.services import accounts
-from tests.helpers import PASSWORD, bearer, login, make_people
+from tests.helpers import PASSWORD, bearer, login, make_people, publish_package
+from tests.packaging import manifest, manifest_yaml, zip_package
 
 ROLES = ("anonymous", "developer", "owner_admin", "other_admin", "platform_admin")
 EMAILS = {
@@ -38,6 +39,17 @@ def _api_credentials(role, world):
     return {"json": {"email": EMAILS[role], "password": PASSWORD}}
 
 
+def _new_manifest(role, world):
+    body = {"manifest": manifest("fresh-module", "1.0.0")}
+    if role == "platform_admin":
+        body["publisher"] = "acme"
+    return {"json": body}
+
+
+def _new_description(role, world):
+    return {"json": {"description": "Now with more purchasing."}}
+
+
 # "METHOD rule": (expected statuses in ROLES order, request kwargs builder or None)
 ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "GET /health": ((200, 200, 200, 200, 200), None),
@@ -54,6 +66,21 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "POST /api/v1/auth/token": ((422, 200, 200, 200, 200), _api_credentials),
     "GET /api/v1/events": ((401, 200, 200, 200, 200), None),
     "GET /api/v1/events/": ((401, 200, 200, 200, 200), None),
+    # Publishing: developers for their company, platform admins naming the publisher.
+    "POST /api/v1/modules/": ((401, 201, 403, 403, 201), _new_manifest),
+    "POST /api/v1/modules": ((401, 201, 403, 403, 201), _new_manifest),
+    "GET /api/v1/modules/": ((401, 200, 200, 200, 200), None),
+    "GET /api/v1/modules": ((401, 200, 200, 200, 200), None),
+    # The world's release is acme's and pending: globex cannot see it at all.
+    "GET /api/v1/modules/<int:module_id>": ((401, 200, 200, 404, 200), None),
+    "PUT /api/v1/modules/<int:module_id>": ((401, 200, 403, 404, 200), _new_description),
+    "DELETE /api/v1/modules/<int:module_id>": ((401, 204, 403, 404, 204), None),
+    "GET /api/v1/modules/<int:module_id>/package": ((401, 200, 200, 404, 200), None),
+    "POST /api/v1/modules/validate-manifest": ((401, 200, 200, 200, 200), _new_manifest),
+    "GET /api/v1/schemas/manifest.json": ((200, 200, 200, 200, 200), None),
+    "GET /api/v1/openapi.json": ((200,) * 5, None),
+    "GET /docs": ((200,) * 5, None),
+    "GET /redoc": ((200,) * 5, None),
 }
 EXEMPT_ENDPOINTS = {"static"}
 
@@ -81,7 +108,10 @@ def _world(app) -> SimpleNamespace:
         token, _plain = accounts.create_api_token(
             accounts.user_by_email(EMAILS["owner_admin"]), "t"
         )
-        world = SimpleNamespace(token_id=token.id)
+        release = publish_package(
+            zip_package(manifest_yaml("purchasing", "1.0.0")), actor_email=EMAILS["developer"]
+        )
+        world = SimpleNamespace(token_id=token.id, module_id=release.id)
         db.session.remove()
     return world
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from portal.models import Event
+from portal.models import Event, ModuleRelease
 from portal.services.paging import Page
 
 
@@ -39,4 +39,36 @@ def event_json(event: Event) -> dict:
         "installation_id": event.installation_id,
         "data": data,
         "published": event.published_at is not None,
+    }
+
+
+def module_json(release: ModuleRelease) -> dict:
+    package = None
+    if release.package_sha256:
+        package = {
+            "filename": release.package_filename,
+            "size": release.package_size,
+            "sha256": release.package_sha256,
+        }
+    return {
+        "id": release.id,
+        "name": release.name,
+        "version": release.version,
+        "display_name": release.display_name,
+        "description": release.description,
+        "author": release.author,
+        "category": release.category,
+        "tags": list(release.tags or []),
+        "status": release.status,
+        "status_reason": release.status_reason,
+        "visibility": release.visibility,
+        "publisher": release.publisher.slug,
+        "manifest": release.manifest,
+        "dependencies": [
+            {"name": d.name, "version": d.constraint, "type": d.type, "optional": d.optional}
+            for d in release.dependencies
+        ],
+        "package": package,
+        "created_at": rfc3339(release.created_at),
+        "updated_at": rfc3339(release.updated_at),
     }

@@ -35,6 +35,8 @@ class ModuleRelease(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(sa.String(64), index=True)
+    # The name with hyphens dropped and look-alikes folded (0/o, 1/l/i): typosquat guard.
+    name_fold: Mapped[str] = mapped_column(sa.String(64), index=True)
     version: Mapped[str] = mapped_column(sa.String(128))
     version_key: Mapped[str] = mapped_column(VersionKey)
     display_name: Mapped[str | None] = mapped_column(sa.String(200))

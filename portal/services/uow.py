@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -11,15 +12,28 @@ from sqlalchemy.orm import Session
 from portal.extensions import db
 from portal.services.errors import Conflict
 
+# Read by the SQLite "begin" listener (portal/database.py): inside a unit of work the
+# transaction takes the write lock up front.
+WRITE_INTENT: ContextVar[bool] = ContextVar("write_intent", default=False)
+_DEPTH: ContextVar[int] = ContextVar("uow_depth", default=0)
+
 
 @contextmanager
 def unit_of_work(conflict_message: str = "") -> Iterator[Session]:
-    """Commit on success, roll back on any error.
+    """Commit on success, roll back on any error; nested units join the outer one.
 
     A unique or check constraint that fires at commit (two requests racing for the same
     row) becomes a Conflict (409), never a 500.
     """
-    session = db.session
+    session = db.session()  # the current session itself, not the scoped proxy
+    if _DEPTH.get() > 0:
+        yield session
+        return
+    if session.in_transaction() and session.get_bind().dialect.name == "sqlite":
+        # End the read-only snapshot so the write transaction starts with BEGIN IMMEDIATE
+        # (a deferred transaction cannot wait for the lock once it has read).
+        session.commit()
+    depth, intent = _DEPTH.set(1), WRITE_INTENT.set(True)
     try:
         yield session
         session.commit()
@@ -29,3 +43,6 @@ def unit_of_work(conflict_message: str = "") -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+    finally:
+        _DEPTH.reset(depth)
+        WRITE_INTENT.reset(intent)

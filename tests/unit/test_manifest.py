@@ -105,7 +105,12 @@ def test_the_spec_example_is_valid_as_it_stands():
     assert normalized["name"] == "my-module"
     assert normalized["version"] == "1.0.0"
     assert normalized["dependencies"] == [
-        {"name": "business-object-framework", "version": ">=1.0.0", "type": "module", "optional": False}
+        {
+            "name": "business-object-framework",
+            "version": ">=1.0.0",
+            "type": "module",
+            "optional": False,
+        }
     ]
 
 
@@ -169,7 +174,12 @@ def test_a_python_tag_is_a_400_with_line_and_column():
 
 @pytest.mark.parametrize(
     "text",
-    ["name: !foo bar\n", "data: !!binary aGVsbG8=\n", "when: !!timestamp 2024-01-01\n", "s: !!set {a}\n"],
+    [
+        "name: !foo bar\n",
+        "data: !!binary aGVsbG8=\n",
+        "when: !!timestamp 2024-01-01\n",
+        "s: !!set {a}\n",
+    ],
 )
 def test_custom_tags_and_tags_beyond_the_core_types_are_a_400(text):
     bad_yaml(text)
@@ -177,7 +187,10 @@ def test_custom_tags_and_tags_beyond_the_core_types_are_a_400(text):
 
 def test_a_billion_laughs_alias_bomb_is_refused_within_a_second():
     lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
-    lines += [f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]" for p, c in zip("abcdefgh", "bcdefghi")]
+    lines += [
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ]
     started = time.perf_counter()
 
     bad_yaml("\n".join(lines) + "\n")
@@ -313,7 +326,18 @@ def test_x_prefixed_fields_are_kept_and_pointers_are_escaped():
 
 @pytest.mark.parametrize(
     "name",
-    ["My-Module", "a", "1abc", "-abc", "my--module", "my-module-", "my_module", "x" * 65, "my-module\n", "modulé"],
+    [
+        "My-Module",
+        "a",
+        "1abc",
+        "-abc",
+        "my--module",
+        "my-module-",
+        "my_module",
+        "x" * 65,
+        "my-module\n",
+        "modulé",
+    ],
 )
 def test_an_invalid_module_name_is_an_error(name):
     assert "/name" in errors_of(manifest(name=name))
@@ -324,7 +348,9 @@ def test_valid_module_names_pass(name):
     assert errors_of(manifest(name=name)) == {}
 
 
-@pytest.mark.parametrize("version", ["1.0", "v1.0.0", "01.0.0", "1.0.0-", "1.0.0+", "", " 1.0.0", "latest"])
+@pytest.mark.parametrize(
+    "version", ["1.0", "v1.0.0", "01.0.0", "1.0.0-", "1.0.0+", "", " 1.0.0", "latest"]
+)
 def test_an_invalid_version_is_an_error(version):
     assert "/version" in errors_of(manifest(version=version))
 
@@ -342,7 +368,13 @@ def test_an_unquoted_version_1_10_gets_a_quoting_hint():
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("description", 42), ("author", True), ("name", 2024), ("display_name", 1.5), ("license", False)],
+    [
+        ("description", 42),
+        ("author", True),
+        ("name", 2024),
+        ("display_name", 1.5),
+        ("license", False),
+    ],
 )
 def test_a_number_or_boolean_where_text_is_expected_gets_a_quoting_hint(field, value):
     errors = errors_of(manifest(**{field: value}))
@@ -438,7 +470,16 @@ def test_dependency_constraints_of_every_form_pass():
 
 @pytest.mark.parametrize(
     "target",
-    ["my_module.main", "my module:main", "my_module.main:", ":main", "1mod:main", "my.class:run", "a..b:c", 5],
+    [
+        "my_module.main",
+        "my module:main",
+        "my_module.main:",
+        ":main",
+        "1mod:main",
+        "my.class:run",
+        "a..b:c",
+        5,
+    ],
 )
 def test_an_entry_point_that_is_not_a_dotted_path_is_an_error(target):
     assert "/entry_points/main" in errors_of(manifest(entry_points={"main": target}))
@@ -492,7 +533,10 @@ def test_the_same_path_with_another_method_is_fine():
         ({"path": "/health", "timeout_seconds": 0}, "/health_check/timeout_seconds"),
         ({"path": "/health", "timeout_seconds": 31}, "/health_check/timeout_seconds"),
         ({"path": "/health", "timeout_seconds": "5"}, "/health_check/timeout_seconds"),
-        ({"path": "/health", "interval_seconds": 10, "timeout_seconds": 20}, "/health_check/timeout_seconds"),
+        (
+            {"path": "/health", "interval_seconds": 10, "timeout_seconds": 20},
+            "/health_check/timeout_seconds",
+        ),
         ({"path": "/health", "retries": 3}, "/health_check/retries"),
     ],
 )
@@ -520,10 +564,19 @@ def with_schema(schema) -> dict[str, str]:
         (True, "/config_schema"),
         ({"type": "array"}, "/config_schema/type"),
         ({"properties": {}}, "/config_schema/type"),
-        ({"type": "object", "properties": {"a": {"type": "strng"}}}, "/config_schema/properties/a/type"),
-        ({"type": "object", "properties": {"a": {"minLength": -1}}}, "/config_schema/properties/a/minLength"),
+        (
+            {"type": "object", "properties": {"a": {"type": "strng"}}},
+            "/config_schema/properties/a/type",
+        ),
+        (
+            {"type": "object", "properties": {"a": {"minLength": -1}}},
+            "/config_schema/properties/a/minLength",
+        ),
         ({"type": "object", "required": "a"}, "/config_schema/required"),
-        ({"type": "object", "$schema": "http://json-schema.org/draft-07/schema#"}, "/config_schema/$schema"),
+        (
+            {"type": "object", "$schema": "http://json-schema.org/draft-07/schema#"},
+            "/config_schema/$schema",
+        ),
     ],
 )
 def test_a_config_schema_that_is_not_a_valid_object_schema_is_an_error(schema, pointer):
@@ -551,10 +604,22 @@ def test_a_config_schema_over_64_kib_is_an_error():
 @pytest.mark.parametrize(
     ("schema", "pointer"),
     [
-        ({"type": "object", "properties": {"code": {"pattern": "(unclosed"}}}, "/config_schema/properties/code/pattern"),
-        ({"type": "object", "patternProperties": {"[a-": {}}}, "/config_schema/patternProperties/[a-"),
-        ({"type": "object", "properties": {"c": {"pattern": "(" * 5000}}}, "/config_schema/properties/c/pattern"),
-        ({"type": "object", "$defs": {"c": {"pattern": "a{99999999999}"}}}, "/config_schema/$defs/c/pattern"),
+        (
+            {"type": "object", "properties": {"code": {"pattern": "(unclosed"}}},
+            "/config_schema/properties/code/pattern",
+        ),
+        (
+            {"type": "object", "patternProperties": {"[a-": {}}},
+            "/config_schema/patternProperties/[a-",
+        ),
+        (
+            {"type": "object", "properties": {"c": {"pattern": "(" * 5000}}},
+            "/config_schema/properties/c/pattern",
+        ),
+        (
+            {"type": "object", "$defs": {"c": {"pattern": "a{99999999999}"}}},
+            "/config_schema/$defs/c/pattern",
+        ),
     ],
 )
 def test_a_pattern_that_is_not_a_python_regex_is_an_error_at_its_pointer(schema, pointer):
@@ -586,6 +651,16 @@ def test_a_local_ref_to_nothing_is_an_error_and_one_to_a_definition_passes():
     assert list(with_schema(schema)) == ["/config_schema/properties/b/$ref"]
 
 
+def test_a_local_ref_to_an_anchor_passes():
+    schema = {
+        "type": "object",
+        "$defs": {"money": {"$anchor": "money", "type": "number"}},
+        "properties": {"price": {"$ref": "#money"}},
+    }
+
+    assert with_schema(schema) == {}
+
+
 def test_check_config_schema_reports_under_the_pointer_it_is_given():
     errors = check_config_schema({"type": "array"}, pointer="")
 
@@ -604,13 +679,19 @@ def test_check_config_schema_reports_under_the_pointer_it_is_given():
         {"config_schema": {"type": "object", "properties": []}},
         {"endpoints": [None, {"path": 1, "method": [], "handler": {}}]},
         {"health_check": {"path": "/h", "interval_seconds": 10**5000}},
-        {"health_check": {"path": "/h", "interval_seconds": 10**300, "timeout_seconds": float("nan")}},
+        {
+            "health_check": {
+                "path": "/h",
+                "interval_seconds": 10**300,
+                "timeout_seconds": float("nan"),
+            }
+        },
         {"x-inf": float("inf"), "x-set": {1, 2}, "x-bytes": b"x"},
         {"x-deep": nested(5000)},
         {"tags": [[], {}, None, 10**400]},
         {"name": None, "version": None, "description": None, "author": None},
         {"entry_points": {"": None}},
-        {5: "non-text key"},
+        {5: "non-text key", "²": "a key that looks like a digit"},
     ],
 )
 def test_weird_input_gives_errors_and_never_raises(changes):
@@ -646,7 +727,10 @@ CONFIG_SCHEMA = {
                 "password": {"type": "string", "format": "password"},
             },
         },
-        "logging": {"type": "object", "properties": {"level": {"type": "string", "default": "info"}}},
+        "logging": {
+            "type": "object",
+            "properties": {"level": {"type": "string", "default": "info"}},
+        },
     },
 }
 
@@ -759,7 +843,7 @@ def counting_server():
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}", requests
     server.shutdown()
@@ -824,6 +908,10 @@ def test_mask_secrets_replaces_present_secrets_on_a_copy():
 
     masked = mask_secrets(SECRET_SCHEMA, config)
 
-    assert masked == {"api_key": "********", "name": "shop", "smtp": {"user": "u", "password": "********"}}
+    assert masked == {
+        "api_key": "********",
+        "name": "shop",
+        "smtp": {"user": "u", "password": "********"},
+    }
     assert config["api_key"] == "k" and config["smtp"]["password"] == "p"
     assert "webhook" not in masked

@@ -1,0 +1,107 @@
+"""Module releases: publish, list, read, update or resubmit, delete, download, validate."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request, send_file, url_for
+
+from portal.api import bp, current_actor
+from portal.api.serializers import module_json, page_json
+from portal.manifest import manifest_schema
+from portal.services import catalog, publishing
+from portal.services.errors import DomainError
+from portal.services.paging import parse_paging
+from portal.services.submissions import read_submission
+from portal.uploads import submission_from_request
+
+LIST_FILTERS = ("name", "status", "visibility", "publisher", "category", "tag", "sort")
+
+
+@bp.post("/modules/")
+@bp.post("/modules", endpoint="create_module_no_slash")
+def create_module():
+    actor = current_actor()
+    release = publishing.publish_release(submission_from_request(request), actor=actor)
+    resp = jsonify(module_json(release))
+    resp.status_code = 201
+    resp.headers["Location"] = url_for("api.get_module", module_id=release.id)
+    return resp
+
+
+@bp.get("/modules/")
+@bp.get("/modules", endpoint="list_modules_no_slash")
+def list_modules():
+    actor = current_actor()
+    page, per_page = parse_paging(request.args)
+    filters = {key: request.args.get(key) or None for key in LIST_FILTERS}
+    result = catalog.list_releases(actor=actor, page=page, per_page=per_page, **filters)
+    return jsonify(page_json(result, module_json))
+
+
+@bp.get("/modules/<int:module_id>")
+def get_module(module_id: int):
+    return jsonify(module_json(catalog.get_release(module_id, actor=current_actor())))
+
+
+@bp.put("/modules/<int:module_id>")
+def update_module(module_id: int):
+    actor = current_actor()
+    if request.mimetype == "multipart/form-data":
+        changes = {k: request.form.get(k) for k in publishing.EDITABLE_FIELDS}
+        sub = submission_from_request(request)
+    else:
+        from portal.api import json_body
+
+        body = json_body()
+        changes = {k: body.get(k) for k in publishing.EDITABLE_FIELDS}
+        sub = submission_from_request(request, json_body=body)
+    release = publishing.update_release(module_id, changes, sub, actor=actor)
+    return jsonify(module_json(release))
+
+
+@bp.delete("/modules/<int:module_id>")
+def delete_module(module_id: int):
+    publishing.delete_release(module_id, actor=current_actor())
+    return "", 204
+
+
+@bp.get("/modules/<int:module_id>/package")
+def download_package(module_id: int):
+    release, path = publishing.package_path(module_id, actor=current_actor())
+    mimetype = (
+        "application/zip" if release.package_filename.endswith(".zip") else "application/gzip"
+    )
+    # send_file hands the open file to the server (sendfile / wsgi.file_wrapper): no
+    # Python loop over the bytes. conditional=True answers If-None-Match with 304.
+    resp = send_file(
+        path,
+        mimetype=mimetype,
+        as_attachment=True,
+        download_name=release.package_filename,
+        etag=release.package_sha256,
+        conditional=True,
+        max_age=0,
+    )
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
+
+
+@bp.post("/modules/validate-manifest")
+def validate_manifest():
+    current_actor()
+    try:
+        checked = read_submission(submission_from_request(request))
+    except DomainError as exc:
+        if exc.status != 422:
+            raise
+        return jsonify(
+            {"valid": False, "errors": exc.errors or [{"pointer": "", "message": exc.message}]}
+        )
+    return jsonify({"valid": True, "errors": [], "manifest": checked.manifest})
+
+
+@bp.get("/schemas/manifest.json")
+def manifest_json_schema():
+    resp = jsonify(manifest_schema())
+    resp.mimetype = "application/schema+json"
+    resp.headers["Cache-Control"] = f"public, max-age={3600 if not current_app.debug else 0}"
+    return resp

@@ -1,0 +1,120 @@
+"""Reading releases: who may see which, lists with filters, and single releases."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from portal.extensions import db
+from portal.models import Company, ModuleRelease, User
+from portal.services.access import is_admin
+from portal.services.errors import NotFound, ValidationFailed
+from portal.services.paging import Page, paginate
+
+LIST_STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
+SORTS = {
+    "name": (ModuleRelease.name, ModuleRelease.version_key.desc()),
+    "-created_at": (ModuleRelease.created_at.desc(), ModuleRelease.id.desc()),
+    "-version": (ModuleRelease.version_key.desc(), ModuleRelease.name),
+}
+
+
+def visibility_clause(actor: User):
+    """Rows the actor may see: admins everything but deleted; others approved or deprecated
+    public releases, plus every live release of their own company."""
+    live = ModuleRelease.status != "deleted"
+    if is_admin(actor):
+        return live
+    shared = sa.and_(
+        ModuleRelease.visibility == "public",
+        ModuleRelease.status.in_(("approved", "deprecated")),
+    )
+    if actor.company_id is None:
+        return shared
+    return sa.or_(shared, sa.and_(live, ModuleRelease.publisher_id == actor.company_id))
+
+
+def get_release(module_id: int, *, actor: User) -> ModuleRelease:
+    """A release the actor may see. Raises NotFound (also for others' private ones)."""
+    release = db.session.execute(
+        sa.select(ModuleRelease).where(ModuleRelease.id == module_id, visibility_clause(actor))
+    ).scalar()
+    if release is None:
+        raise NotFound("No such module.")
+    return release
+
+
+def list_releases(
+    *,
+    actor: User,
+    page: int,
+    per_page: int,
+    name: str | None = None,
+    status: str | None = None,
+    visibility: str | None = None,
+    publisher: str | None = None,
+    category: str | None = None,
+    tag: str | None = None,
+    sort: str | None = None,
+) -> Page:
+    """Releases the actor may see, filtered. Raises ValidationFailed for unknown values."""
+    errors = []
+    if status and status not in LIST_STATUSES:
+        allowed = ", ".join(LIST_STATUSES)
+        errors.append({"pointer": "/status", "message": f"must be one of {allowed}"})
+    if visibility and visibility not in ("public", "private"):
+        errors.append({"pointer": "/visibility", "message": "must be public or private"})
+    if sort and sort not in SORTS:
+        errors.append({"pointer": "/sort", "message": f"must be one of {', '.join(SORTS)}"})
+    if errors:
+        raise ValidationFailed("Invalid filter.", errors=errors)
+    query = sa.select(ModuleRelease)
+    if status == "deleted" and is_admin(actor):
+        query = query.where(ModuleRelease.status == "deleted")
+    else:
+        query = query.where(visibility_clause(actor))
+        if status:
+            query = query.where(ModuleRelease.status == status)
+    if name:
+        query = query.where(ModuleRelease.name == name)
+    if visibility:
+        query = query.where(ModuleRelease.visibility == visibility)
+    if publisher:
+        query = query.join(Company, ModuleRelease.publisher_id == Company.id).where(
+            Company.slug == publisher
+        )
+    if category:
+        query = query.where(ModuleRelease.category == category)
+    if tag:
+        query = query.where(_has_tag(tag))
+    query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
+    return paginate(query, page, per_page)
+
+
+def _has_tag(tag: str):
+    """Tags are a JSON list: JSONB containment on PostgreSQL, json_each on SQLite."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return ModuleRelease.tags.op("@>")(sa.func.jsonb_build_array(tag))
+    each = sa.func.json_each(ModuleRelease.tags).table_valued("value")
+    return sa.exists(sa.select(1).select_from(each).where(each.c.value == tag))
+
+
+def releases_of_company(company_id: int) -> list[ModuleRelease]:
+    """Every live release a company published, newest first (the developer's list)."""
+    return list(
+        db.session.execute(
+            sa.select(ModuleRelease)
+            .where(ModuleRelease.publisher_id == company_id, ModuleRelease.status != "deleted")
+            .order_by(ModuleRelease.name, ModuleRelease.version_key.desc())
+        ).scalars()
+    )
+
+
+def name_owner(name: str) -> int | None:
+    """The publisher company of a name's first release (deleted ones count)."""
+    return db.session.execute(
+        sa.select(ModuleRelease.publisher_id)
+        .where(ModuleRelease.name == name)
+        .order_by(ModuleRelease.id)
+        .limit(1)
+    ).scalar()

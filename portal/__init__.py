@@ -86,13 +86,15 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from portal.api import bp as api_bp
     from portal.extensions import csrf
-    from portal.web import auth, docs, main, service, tokens
+    from portal.web import auth, docs, main, modules, publish, service, tokens
 
     app.register_blueprint(service.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(main.bp)
     app.register_blueprint(tokens.bp)
+    app.register_blueprint(publish.bp)
+    app.register_blueprint(modules.bp)
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
 

@@ -46,6 +46,14 @@ def _new_manifest(role, world):
     return {"json": body}
 
 
+def _manifest_form(role, world):
+    return {"data": {"manifest": manifest_yaml("fresh-module", "1.0.0")}}
+
+
+def _same_release(role, world):
+    return {"data": {"manifest": manifest_yaml("purchasing", "1.0.0")}}
+
+
 def _new_description(role, world):
     return {"json": {"description": "Now with more purchasing."}}
 
@@ -78,6 +86,13 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "GET /api/v1/modules/<int:module_id>/package": ((401, 200, 200, 404, 200), None),
     "POST /api/v1/modules/validate-manifest": ((401, 200, 200, 200, 200), _new_manifest),
     "GET /api/v1/schemas/manifest.json": ((200, 200, 200, 200, 200), None),
+    # Developer pages: the role decides first (403), then the release's company (404).
+    "GET /publish": ((302, 200, 403, 403, 403), None),
+    "POST /publish/validate": ((302, 200, 403, 403, 403), _manifest_form),
+    "POST /publish": ((302, 303, 403, 403, 403), _manifest_form),
+    "GET /publish/releases/<int:module_id>/resubmit": ((302, 200, 403, 403, 403), None),
+    "POST /publish/releases/<int:module_id>/resubmit": ((302, 303, 403, 403, 403), _same_release),
+    "GET /modules/<name>": ((302, 200, 200, 404, 200), None),
     "GET /api/v1/openapi.json": ((200,) * 5, None),
     "GET /docs": ((200,) * 5, None),
     "GET /redoc": ((200,) * 5, None),
@@ -111,7 +126,7 @@ def _world(app) -> SimpleNamespace:
         release = publish_package(
             zip_package(manifest_yaml("purchasing", "1.0.0")), actor_email=EMAILS["developer"]
         )
-        world = SimpleNamespace(token_id=token.id, module_id=release.id)
+        world = SimpleNamespace(token_id=token.id, module_id=release.id, name=release.name)
         db.session.remove()
     return world
 

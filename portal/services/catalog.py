@@ -118,3 +118,14 @@ def name_owner(name: str) -> int | None:
         .order_by(ModuleRelease.id)
         .limit(1)
     ).scalar()
+
+
+def releases_named(name: str, *, actor: User) -> list[ModuleRelease]:
+    """Every release of a name the actor may see, newest version first."""
+    return list(
+        db.session.execute(
+            sa.select(ModuleRelease)
+            .where(ModuleRelease.name == name, visibility_clause(actor))
+            .order_by(ModuleRelease.version_key.desc())
+        ).scalars()
+    )

@@ -285,3 +285,33 @@ def package_path(module_id: int, *, actor: User):
     if not path.is_file():
         raise NotFound("The package file is missing.")
     return release, path
+
+
+def check_submission(
+    sub: Submission, *, actor: User, resubmit_of: int | None = None
+) -> CheckedSubmission:
+    """Everything publishing would check, storing nothing (live validation on /publish).
+    Raises what publish_release raises; for a resubmission, what update_release raises."""
+    require_role(actor, "developer", "platform_admin")
+    if resubmit_of is not None:
+        release = resubmittable_release(resubmit_of, actor=actor)
+        checked = read_submission(sub)
+        if (checked.name, sort_key(checked.version)) != (release.name, release.version_key):
+            raise ValidationFailed(
+                "A resubmission keeps the release's name and version.",
+                errors=[{"pointer": "/version", "message": f"must be {release.version}"}],
+            )
+        return checked
+    publisher = _publisher_for(actor, sub.publisher)
+    checked = read_submission(sub)
+    _check_name_rules(checked.name, checked.version, publisher)
+    return checked
+
+
+def resubmittable_release(module_id: int, *, actor: User) -> ModuleRelease:
+    """A pending or rejected release the actor may change. Raises NotFound,
+    PermissionDenied, Conflict."""
+    release = _editable_release(module_id, actor)
+    if release.status not in ("pending", "rejected"):
+        raise Conflict(f"A {release.status} release's manifest cannot change.")
+    return release

@@ -31,6 +31,12 @@ class ModuleRelease(db.Model):
         ),
         sa.CheckConstraint("visibility IN ('public', 'private')", name="visibility_known"),
         sa.Index("ix_modules_status_created", "status", "created_at"),
+        sa.Index(
+            "ix_modules_latest_name",
+            "name",
+            sqlite_where=sa.text("is_latest"),
+            postgresql_where=sa.text("is_latest"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -39,6 +45,10 @@ class ModuleRelease(db.Model):
     name_fold: Mapped[str] = mapped_column(sa.String(64), index=True)
     version: Mapped[str] = mapped_column(sa.String(128))
     version_key: Mapped[str] = mapped_column(VersionKey)
+    prerelease: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # Per name, the newest approved release (a stable one preferred): kept current by the
+    # service layer in the same transaction as each status change (latest=true, cards).
+    is_latest: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     display_name: Mapped[str | None] = mapped_column(sa.String(200))
     description: Mapped[str] = mapped_column(sa.String(500))
     author: Mapped[str] = mapped_column(sa.String(200))

@@ -14,10 +14,11 @@ from portal.packages import PackageStore
 from portal.services import catalog
 from portal.services.access import is_admin, require_role
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from portal.services.latest import refresh_latest
 from portal.services.names import fold_name
 from portal.services.submissions import CheckedSubmission, Submission, read_submission
 from portal.services.uow import unit_of_work
-from portal.versions import sort_key
+from portal.versions import Version, sort_key
 
 EDITABLE_FIELDS = ("visibility", "description", "display_name", "category", "tags")
 
@@ -151,6 +152,7 @@ def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:
             name_fold=fold_name(checked.name),
             version=checked.version,
             version_key=sort_key(checked.version),
+            prerelease=Version.parse(checked.version).is_prerelease,
             status="pending",
             visibility=sub.visibility or "public",
             publisher_id=publisher.id,
@@ -271,6 +273,8 @@ def delete_release(module_id: int, *, actor: User) -> None:
     with unit_of_work():
         _set_status(release, "deleted", actor, None)
         release.deleted_at = utcnow()
+        db.session.flush()
+        refresh_latest(release.name)
         events.record_event(
             events.MODULE_DELETED, actor=actor, company=release.publisher.slug, module=release
         )

@@ -120,3 +120,68 @@ def publish_manifest(data: dict, *, actor_email: str, **submission):
 
     sub = Submission(manifest_json=data, **submission)
     return publish_release(sub, actor=accounts.user_by_email(actor_email))
+
+
+# --- Publishing (issue 3): the store, "nothing left behind", problem+json ------------------
+
+
+def stored_files(app) -> list[str]:
+    """Every file under the package store, `tmp/` included, as sorted relative paths."""
+    from pathlib import Path
+
+    root = Path(app.config["MODULE_STORAGE_PATH"])
+    if not root.exists():
+        return []
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+
+
+def empty_store(app) -> None:
+    """Remove everything under the package store (it outlives the per-test truncation)."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(app.config["MODULE_STORAGE_PATH"])
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True, exist_ok=True)
+
+
+def registry_state(app) -> dict:
+    """Rows and files a failed publish must not change: releases, their dependencies and
+    status history, outbox events, and every file in the store."""
+    from portal.models import Event, ModuleDependency, ModuleRelease, StatusChange
+
+    with app.app_context():
+        state = {
+            "releases": count(ModuleRelease),
+            "dependencies": count(ModuleDependency),
+            "status_changes": count(StatusChange),
+            "events": count(Event),
+        }
+        db.session.remove()
+    state["files"] = stored_files(app)
+    return state
+
+
+def problem_of(resp, status: int) -> dict:
+    """Assert an RFC 9457 answer with this status and return its body."""
+    assert resp.status_code == status, resp.get_data(as_text=True)[:2000]
+    assert resp.mimetype == "application/problem+json", resp.mimetype
+    body = resp.get_json()
+    assert body["status"] == status
+    assert body["title"] and body["detail"] and body["type"]
+    return body
+
+
+def error_pointers(body: dict) -> list[str]:
+    return [e["pointer"] for e in body.get("errors", [])]
+
+
+def set_release_status(app, module_id: int, status: str, reason: str | None = None) -> None:
+    """Stand-in for the review flow (a later issue): move a release to `status` directly."""
+    from portal.models import ModuleRelease
+
+    with app.app_context():
+        release = db.session.get(ModuleRelease, module_id)
+        release.status, release.status_reason = status, reason
+        db.session.commit()
+        db.session.remove()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, request, send_file, url_for
 
-from portal.api import bp, current_actor
+from portal.api import bp, current_actor, schemas
+from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import module_json, page_json
 from portal.manifest import manifest_schema
 from portal.services import catalog, publishing
@@ -18,6 +19,24 @@ LIST_FILTERS = ("name", "status", "visibility", "publisher", "category", "tag", 
 
 @bp.post("/modules/")
 @bp.post("/modules", endpoint="create_module_no_slash")
+@document(
+    summary="Publish a release (pending review)",
+    tags=["Modules"],
+    request=schemas.MODULE_UPLOAD,
+    responses={
+        201: {
+            "description": "Created",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": schemas.MODULE}},
+        },
+        400: "Unreadable body or YAML (with line and column).",
+        403: "The name belongs to another company, or the role may not publish.",
+        409: "The version exists, or the name is a look-alike of another company's.",
+        413: "The package or manifest is too large.",
+        415: "Not multipart or JSON, or the package is not a zip or tar.gz.",
+        422: "Invalid manifest or package (pointers into the manifest), or sha256 mismatch.",
+    },
+)
 def create_module():
     actor = current_actor()
     release = publishing.publish_release(submission_from_request(request), actor=actor)
@@ -29,6 +48,23 @@ def create_module():
 
 @bp.get("/modules/")
 @bp.get("/modules", endpoint="list_modules_no_slash")
+@document(
+    summary="List releases the caller may see",
+    tags=["Modules"],
+    parameters=[
+        query_parameter("q", "Full-text search over name, display name, description, tags."),
+        query_parameter("name", "Exact module name."),
+        query_parameter("status", "pending, approved, rejected, deprecated (deleted: admins)."),
+        query_parameter("visibility", "public or private."),
+        query_parameter("publisher", "Publisher company slug."),
+        query_parameter("category", "Category."),
+        query_parameter("tag", "A tag."),
+        query_parameter("latest", "true: per name, the newest approved (stable preferred)."),
+        query_parameter("sort", "name, -created_at or -version."),
+        *PAGING_PARAMETERS,
+    ],
+    responses={200: page_of(schemas.MODULE), 422: "An unknown filter value or bad paging."},
+)
 def list_modules():
     actor = current_actor()
     page, per_page = parse_paging(request.args)
@@ -38,11 +74,28 @@ def list_modules():
 
 
 @bp.get("/modules/<int:module_id>")
+@document(
+    summary="One release",
+    tags=["Modules"],
+    responses={200: schemas.MODULE, 404: "Absent, or not visible to the caller."},
+)
 def get_module(module_id: int):
     return jsonify(module_json(catalog.get_release(module_id, actor=current_actor())))
 
 
 @bp.put("/modules/<int:module_id>")
+@document(
+    summary="Edit metadata, or resubmit a pending or rejected release",
+    tags=["Modules"],
+    request=schemas.MODULE_UPDATE,
+    responses={
+        200: schemas.MODULE,
+        403: "Not the publisher's developer nor an admin.",
+        404: "Absent, or not visible to the caller.",
+        409: "A manifest change on an approved release.",
+        422: "Invalid changes or manifest.",
+    },
+)
 def update_module(module_id: int):
     actor = current_actor()
     if request.mimetype == "multipart/form-data":
@@ -59,12 +112,36 @@ def update_module(module_id: int):
 
 
 @bp.delete("/modules/<int:module_id>")
+@document(
+    summary="Soft-delete a release (kept for audit, hidden)",
+    tags=["Modules"],
+    responses={204: "Deleted.", 403: "Not the publisher nor an admin.", 404: "Absent."},
+)
 def delete_module(module_id: int):
     publishing.delete_release(module_id, actor=current_actor())
     return "", 204
 
 
 @bp.get("/modules/<int:module_id>/package")
+@document(
+    summary="Download the exact bytes uploaded",
+    tags=["Modules"],
+    parameters=[
+        {"name": "If-None-Match", "in": "header", "schema": {"type": "string"}},
+    ],
+    responses={
+        200: {
+            "description": "The package",
+            "headers": {
+                "ETag": {"schema": {"type": "string"}, "description": "The quoted SHA-256."},
+                "Content-Disposition": {"schema": {"type": "string"}},
+            },
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+        },
+        304: "Not modified (If-None-Match matched).",
+        404: "Absent, not visible, or no package.",
+    },
+)
 def download_package(module_id: int):
     release, path = publishing.package_path(module_id, actor=current_actor())
     mimetype = (
@@ -86,6 +163,16 @@ def download_package(module_id: int):
 
 
 @bp.post("/modules/validate-manifest")
+@document(
+    summary="Validate a manifest and/or package; nothing is stored",
+    tags=["Modules"],
+    request=schemas.MODULE_UPLOAD,
+    responses={
+        200: schemas.VALIDATION_RESULT,
+        413: "Too large.",
+        415: "Not a zip or tar.gz, or not multipart/JSON.",
+    },
+)
 def validate_manifest():
     current_actor()
     try:
@@ -100,6 +187,12 @@ def validate_manifest():
 
 
 @bp.get("/schemas/manifest.json")
+@document(
+    summary="The manifest's JSON Schema, for editors",
+    tags=["Modules"],
+    auth=False,
+    responses={200: {"type": "object"}},
+)
 def manifest_json_schema():
     resp = jsonify(manifest_schema())
     resp.mimetype = "application/schema+json"

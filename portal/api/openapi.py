@@ -172,6 +172,13 @@ SECURITY_SCHEMES = {
     }
 }
 
+# Shown above each tag's operations; a tag without an entry is listed bare.
+TAG_DESCRIPTIONS = {
+    "Auth": "Tokens for `Authorization: Bearer`.",
+    "Events": "The lifecycle event log (spec: events.md).",
+    "Docs": "This document; browsable at /docs and /redoc.",
+}
+
 DESCRIPTION = """\
 The JSON API of the Module Registry. Bodies are JSON except uploads (multipart/form-data)
 and package downloads. Errors are RFC 9457 problem details (`application/problem+json`),
@@ -208,13 +215,18 @@ def build_openapi(app: Flask) -> dict:
             "version": portal.__version__,
             "description": DESCRIPTION,
         },
-        "tags": [{"name": tag} for tag in sorted(tags)],
+        "tags": [_tag(name) for name in sorted(tags)],
         "paths": paths,
         "components": {
             "schemas": dict(sorted(components.items())),
             "securitySchemes": SECURITY_SCHEMES,
         },
     }
+
+
+def _tag(name: str) -> dict:
+    description = TAG_DESCRIPTIONS.get(name)
+    return {"name": name, "description": description} if description else {"name": name}
 
 
 def openapi_path(rule: str) -> tuple[str, list[dict]]:

@@ -62,3 +62,139 @@ EVENT = component(
         },
     },
 )
+
+# Modules (api.md: one release)
+
+DEPENDENCY = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string"},
+        "version": {"type": "string", "description": "A version constraint (manifest.md)."},
+        "type": {"enum": ["module", "service"]},
+        "optional": {"type": "boolean"},
+    },
+}
+
+MODULE = component(
+    "Module",
+    {
+        "type": "object",
+        "required": ["id", "name", "version", "status", "visibility", "publisher", "manifest"],
+        "properties": {
+            "id": {"type": "integer"},
+            "name": {"type": "string"},
+            "version": {"type": "string", "description": "SemVer 2.0.0."},
+            "display_name": {"type": ["string", "null"]},
+            "description": {"type": "string"},
+            "author": {"type": "string"},
+            "category": {"type": ["string", "null"]},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "status": {"enum": ["pending", "approved", "rejected", "deprecated", "deleted"]},
+            "status_reason": {"type": ["string", "null"]},
+            "visibility": {"enum": ["public", "private"]},
+            "publisher": {"type": "string", "description": "The publisher company's slug."},
+            "manifest": {"type": "object", "description": "As submitted, parsed."},
+            "dependencies": {"type": "array", "items": DEPENDENCY},
+            "package": {
+                "type": ["object", "null"],
+                "properties": {
+                    "filename": {"type": "string"},
+                    "size": {"type": "integer"},
+                    "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                },
+            },
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+        },
+    },
+)
+
+_SUBMISSION_OPTIONS = {
+    "visibility": {"enum": ["public", "private"], "default": "public"},
+    "sha256": {
+        "type": "string",
+        "pattern": "^[0-9a-fA-F]{64}$",
+        "description": "The digest the client expects; a mismatch refuses the upload.",
+    },
+    "publisher": {
+        "type": "string",
+        "description": "Company slug; required for platform admins, else the developer's own.",
+    },
+}
+
+MODULE_UPLOAD = {
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {
+            "package": {
+                "type": "string",
+                "contentMediaType": "application/octet-stream",
+                "description": "A .zip or .tar.gz holding module.yaml (type decided by content).",
+            },
+            "manifest": {"type": "string", "description": "module.yaml as text or as a file."},
+            **_SUBMISSION_OPTIONS,
+        },
+    },
+    "application/json": component(
+        "ModuleSubmission",
+        {
+            "type": "object",
+            "properties": {
+                "manifest": {"type": "object", "description": "The manifest as a JSON object."},
+                "manifest_yaml": {"type": "string", "description": "The manifest as YAML text."},
+                **_SUBMISSION_OPTIONS,
+            },
+        },
+    ),
+}
+
+MODULE_UPDATE = {
+    "application/json": component(
+        "ModuleUpdate",
+        {
+            "type": "object",
+            "description": "Metadata; for a pending or rejected release also a new manifest.",
+            "properties": {
+                "visibility": {"enum": ["public", "private"]},
+                "description": {"type": "string", "maxLength": 500},
+                "display_name": {"type": "string"},
+                "category": {"type": "string"},
+                "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+                "manifest": {"type": "object"},
+                "manifest_yaml": {"type": "string"},
+            },
+        },
+    ),
+    "multipart/form-data": MODULE_UPLOAD["multipart/form-data"],
+}
+
+VALIDATION_RESULT = component(
+    "ManifestValidation",
+    {
+        "type": "object",
+        "required": ["valid", "errors"],
+        "properties": {
+            "valid": {"type": "boolean"},
+            "errors": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {"pointer": {"type": "string"}, "message": {"type": "string"}},
+                },
+            },
+            "manifest": {"type": "object", "description": "Normalized, when valid."},
+        },
+    },
+)
+
+STATUS_CHANGE = component(
+    "StatusChange",
+    {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"enum": ["approved", "rejected", "deprecated"]},
+            "reason": {"type": "string", "description": "Required to reject."},
+        },
+    },
+)

@@ -37,3 +37,26 @@ def nav_labels(page: Page) -> list[str]:
             return copy.textContent.replace(/\\s+/g, " ").trim();
         })"""
     )
+
+
+def open_from_nav(page: Page, label: str) -> None:
+    """Click a link of the main navigation by its label and wait for the page it opens."""
+    nav = page.get_by_role("navigation", name="Main")
+    with page.expect_navigation():
+        nav.get_by_role("link", name=label, exact=True).click()
+    page.wait_for_load_state()
+
+
+def mark_page(page: Page) -> None:
+    """Set `window.__marker`: a full page load wipes it, an htmx swap keeps it."""
+    page.evaluate("window.__marker = 1")
+
+
+def page_was_not_reloaded(page: Page) -> bool:
+    """True while the page `mark_page` marked is still the one on screen."""
+    return page.evaluate("window.__marker") == 1
+
+
+def release_row(page: Page, name: str, version: str):
+    """The row of one release in "My releases" (templates/publish/_releases.html)."""
+    return page.locator(f'#releases tr[data-name="{name}"][data-version="{version}"]')

@@ -1,0 +1,710 @@
+"""Package upload and download through the app under gunicorn, over real HTTP.
+
+Builds ~50 MB packages of incompressible data (a zip and a tar.gz: module.yaml plus
+10 x 5 MiB random members, rebuilt for every repetition with a new version), starts
+gunicorn (1 sync worker) on a free local port serving bench/_upload_app.py, and measures,
+in the same run:
+
+- upload: wall time of a multipart POST /api/v1/modules/ (first byte sent to response
+  read: body parsed, hashed and written as it arrives, package inspected, stored, row and
+  event committed), as a ratio of `openssl dgst -sha256` on the same file. Target for the
+  zip: at most 4x (median).
+- memory: the worker's peak resident set above its idle size during each upload (VmRSS
+  sampled every 5 ms, and the kernel's VmHWM after resetting it). Target: under 16 MB.
+- download: GET /api/v1/modules/<id>/package (bearer token) versus a bare Flask
+  `send_file` of the same bytes on the same server (GET /bench/raw/<file>): time to the
+  response headers and to the last byte, 1 MiB reads. Target: at most 1.25x (median),
+  headers within 20 ms. The downloaded bytes' SHA256 is checked against the upload's.
+
+    .venv/bin/python bench/upload.py [--database-url URL | sqlite] [--size-mb 50]
+        [--repeats 3] [--downloads 5] [--variants NAME,...]
+
+A PostgreSQL URL names the server: a fresh database is created there and dropped at the
+end. `sqlite` uses a temporary SQLite file. gunicorn, the database and the temp folders
+(packages, store, instance) are removed at the end, even on failure. Results go to
+bench/out/upload.json, one entry per database (and per --variants set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import io
+import json
+import os
+import platform
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+import zipfile
+from contextlib import ExitStack
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+OUT = BENCH / "out" / "upload.json"
+MIB = 1024 * 1024
+READ_SIZE = MIB
+MEMBERS = 10
+REPEATS = 3
+DOWNLOADS = 5
+SAMPLE_SECONDS = 0.005
+MAX_MODULE_SIZE_MB = 60
+KINDS = ("zip", "tar.gz")
+PUBLISHER = "bench"
+DEVELOPER = "dev@bench.test"
+
+TARGET_UPLOAD_RATIO = 4.0  # zip, median
+TARGET_MEMORY_MB = 16.0
+TARGET_DOWNLOAD_RATIO = 1.25
+TARGET_FIRST_BYTE_MS = 20.0
+
+
+# --- database and accounts -----------------------------------------------------------------
+
+
+def fresh_database(spec: str, stack: ExitStack, tmp: Path) -> tuple[str, str]:
+    """A new, empty database for this run; returns (url, label). Dropped by `stack`."""
+    if spec == "sqlite" or spec.startswith("sqlite:"):
+        if spec in ("sqlite", "sqlite://", "sqlite:///:memory:"):
+            return f"sqlite:///{tmp / 'upload.db'}", "sqlite"
+        path = Path(spec.removeprefix("sqlite:///"))
+        if path.exists():
+            raise SystemExit(f"{path} exists: the benchmark needs a file of its own")
+        stack.callback(_unlink_sqlite, path)
+        return f"sqlite:///{path}", "sqlite"
+    import psycopg
+
+    parts = urlsplit(spec.replace("postgresql+psycopg://", "postgresql://"))
+    admin_url = urlunsplit(parts._replace(path="/postgres"))
+    name = f"bench_upload_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    stack.callback(drop)
+    return urlunsplit(parts._replace(path=f"/{name}")), "postgresql"
+
+
+def _unlink_sqlite(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def prepare_database(url: str, storage: Path) -> str:
+    """Migrate, add a company and a developer; return the developer's personal API token."""
+    import flask_migrate
+
+    from portal import create_app
+    from portal.config import TestConfig
+    from portal.extensions import db
+    from portal.services import accounts
+
+    app = create_app(
+        TestConfig(url, MODULE_STORAGE_PATH=str(storage), MAX_MODULE_SIZE_MB=MAX_MODULE_SIZE_MB)
+    )
+    with app.app_context():
+        try:
+            flask_migrate.upgrade()
+            db.session.remove()
+            accounts.create_company(PUBLISHER, "Bench")
+            user = accounts.create_user(DEVELOPER, secrets.token_urlsafe(16), "developer", "bench")
+            _token, plain = accounts.create_api_token(user, "upload benchmark")
+        finally:
+            db.session.remove()
+            db.engine.dispose()  # no idle connection left to block DROP DATABASE
+    return plain
+
+
+# --- packages ------------------------------------------------------------------------------
+
+
+def manifest_yaml(name: str, version: str) -> bytes:
+    return (
+        f"name: {name}\nversion: {version}\n"
+        f"description: Upload benchmark package ({name})\nauthor: Bench Developers\n"
+    ).encode()
+
+
+def build_package(kind: str, path: Path, name: str, version: str, blobs: list[bytes]) -> None:
+    """A package of `blobs` (incompressible, so the archive is about their size)."""
+    text = manifest_yaml(name, version)
+    if kind == "zip":
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(f"{name}/module.yaml", text)
+            for i, blob in enumerate(blobs):
+                zf.writestr(f"{name}/data/blob-{i:02d}.bin", blob)
+        return
+    with tarfile.open(path, "w:gz", compresslevel=6) as tf:
+        for member, data in [
+            (f"{name}/module.yaml", text),
+            *((f"{name}/data/blob-{i:02d}.bin", blob) for i, blob in enumerate(blobs)),
+        ]:
+            info = tarfile.TarInfo(member)
+            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            tf.addfile(info, io.BytesIO(data))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(READ_SIZE):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def openssl_seconds(path: Path) -> float:
+    started = time.perf_counter()
+    subprocess.run(["openssl", "dgst", "-sha256", str(path)], check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+# --- gunicorn ------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """gunicorn with one sync worker serving bench/_upload_app.py."""
+
+    def __init__(self, env: dict[str, str], cwd: Path):
+        self.port = free_port()
+        gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
+        if not gunicorn.exists():
+            gunicorn = Path(sys.executable).with_name("gunicorn")
+        self.process = subprocess.Popen(
+            [
+                str(gunicorn),
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                "1",
+                "--worker-class",
+                "sync",
+                "--timeout",
+                "120",
+                "--graceful-timeout",
+                "5",
+                "--log-level",
+                "warning",
+                "--pythonpath",
+                f"{ROOT},{BENCH}",
+                "_upload_app:app",
+            ],
+            env=env,
+            cwd=cwd,  # an empty folder: no gunicorn.conf.py is picked up
+        )
+        self.worker_pid = 0
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/bench/raw/-")
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("gunicorn did not answer in time")
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        pids = children.read_text().split()
+        if len(pids) != 1:
+            raise RuntimeError(f"expected one gunicorn worker, found {pids}")
+        self.worker_pid = int(pids[0])
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def server_env(url: str, storage: Path, instance: Path, raw_dir: Path, variants: list[str]):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN", "FLASK"))}
+    for key in ("REDIS_URL", "SERVICE_REGISTRY_URL", "AUTH_SERVICE_URL", "DEBUG"):
+        env.pop(key, None)
+    env.update(
+        DATABASE_URL=url,
+        ENVIRONMENT="production",
+        SECRET_KEY=secrets.token_hex(32),
+        INSTANCE_PATH=str(instance),
+        MODULE_STORAGE_PATH=str(storage),
+        MAX_MODULE_SIZE_MB=str(MAX_MODULE_SIZE_MB),
+        BENCH_RAW_DIR=str(raw_dir),
+        BENCH_VARIANTS=",".join(variants),
+        PYTHONDONTWRITEBYTECODE="1",
+    )
+    return env
+
+
+# --- memory --------------------------------------------------------------------------------
+
+
+def _status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status", "rb") as fh:
+        for line in fh:
+            if line.startswith(field.encode()):
+                return int(line.split()[1])
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
+def rss_kib(pid: int) -> int:
+    return _status_kib(pid, "VmRSS:")
+
+
+def reset_hwm(pid: int) -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of `pid` to its current RSS."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's VmRSS every SAMPLE_SECONDS and keeps the peak."""
+
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = self.idle = rss_kib(pid)
+        self.samples = 0
+        self.hwm_reset = reset_hwm(pid)
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.wait(SAMPLE_SECONDS):
+            self.peak = max(self.peak, rss_kib(self.pid))
+            self.samples += 1
+
+    def finish(self) -> dict:
+        self._done.set()
+        self.join()
+        self.peak = max(self.peak, rss_kib(self.pid))
+        hwm = _status_kib(self.pid, "VmHWM:") if self.hwm_reset else None
+        return {
+            "idle_mb": round(self.idle / 1024, 2),
+            "peak_mb": round(self.peak / 1024, 2),
+            "delta_mb": round((self.peak - self.idle) / 1024, 2),
+            "hwm_delta_mb": round((hwm - self.idle) / 1024, 2) if hwm else None,
+            "samples": self.samples,
+        }
+
+
+# --- HTTP client ---------------------------------------------------------------------------
+
+
+def parse_timings(header: str | None) -> dict[str, float]:
+    if not header:
+        return {}
+    steps = (part.split("=", 1) for part in header.split(";") if "=" in part)
+    return {step: float(ms) for step, ms in steps}
+
+
+def upload(port: int, token: str, path: Path, filename: str) -> tuple[float, dict, dict]:
+    """POST the file as a multipart package part, streamed in 1 MiB pieces.
+    Returns (seconds, response JSON, server timings in ms)."""
+    boundary = f"bench-{uuid.uuid4().hex}"
+    preamble = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="package"; filename="{filename}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    epilogue = f"\r\n--{boundary}--\r\n".encode()
+    length = len(preamble) + path.stat().st_size + len(epilogue)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.connect()
+    try:
+        with open(path, "rb") as fh:
+            started = time.perf_counter()
+            conn.putrequest("POST", "/api/v1/modules/", skip_accept_encoding=True)
+            conn.putheader("Authorization", f"Bearer {token}")
+            conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
+            conn.putheader("Content-Length", str(length))
+            conn.putheader("Accept", "application/json")
+            conn.endheaders()
+            try:
+                conn.send(preamble)
+                while chunk := fh.read(READ_SIZE):
+                    conn.send(chunk)
+                conn.send(epilogue)
+            except OSError as exc:  # the server answered early: show its answer
+                raise RuntimeError(f"upload of {filename}: {exc}: {_early_answer(conn)}") from exc
+            resp = conn.getresponse()
+            body = resp.read()
+            elapsed = time.perf_counter() - started
+    finally:
+        conn.close()
+    if resp.status != 201:
+        raise RuntimeError(f"upload of {filename}: {resp.status} {body[:500]!r}")
+    return elapsed, json.loads(body), parse_timings(resp.getheader("X-Bench-Timings"))
+
+
+def _early_answer(conn: http.client.HTTPConnection) -> str:
+    try:
+        resp = conn.getresponse()
+        return f"{resp.status} {resp.read(500)!r}"
+    except Exception as exc:  # noqa: BLE001 (only for the error message)
+        return f"no answer ({exc!r})"
+
+
+def download(port: int, target: str, headers: dict[str, str]) -> tuple[float, float, str]:
+    """GET `target`, reading the body with 1 MiB reads into one buffer.
+    Returns (seconds to the response headers, seconds to the last byte, body sha256)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    conn.connect()
+    try:
+        started = time.perf_counter()
+        conn.request("GET", target, headers=headers)
+        resp = conn.getresponse()
+        first = time.perf_counter() - started
+        if resp.status != 200:
+            raise RuntimeError(f"GET {target}: {resp.status} {resp.read(500)!r}")
+        length = int(resp.getheader("Content-Length"))
+        buf = bytearray(length)
+        view, pos = memoryview(buf), 0
+        while pos < length:
+            got = resp.readinto(view[pos : pos + READ_SIZE])
+            if not got:
+                break
+            pos += got
+        if resp.read(1):
+            raise RuntimeError(f"GET {target}: more than Content-Length bytes")
+        total = time.perf_counter() - started
+    finally:
+        conn.close()
+    if pos != length:
+        raise RuntimeError(f"GET {target}: {pos} of {length} bytes")
+    return first, total, hashlib.sha256(view).hexdigest()
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def run_uploads(server: Server, token: str, work: Path, args) -> tuple[dict, dict]:
+    """Every repetition uploads a freshly built zip and tar.gz (new version, new digest).
+    Returns (per-kind results, per-kind last package: path, sha256, id)."""
+    member_size = args.size_mb * MIB // MEMBERS
+    blobs = [os.urandom(member_size) for _ in range(MEMBERS)]
+    results: dict[str, dict] = {
+        kind: {"upload_s": [], "openssl_s": [], "memory": [], "server_ms": [], "size": []}
+        for kind in KINDS
+    }
+    last: dict[str, dict] = {}
+    for rep in range(args.repeats):
+        for kind in KINDS:
+            name = f"bench-{kind.replace('.', '')}"
+            version = f"1.{rep}.0"
+            path = work / f"{name}-{version}.{kind}"
+            build_package(kind, path, name, version, blobs)
+            sha = file_sha256(path)  # also leaves the file in the page cache for both sides
+            openssl = min(openssl_seconds(path) for _ in range(3))
+            time.sleep(0.2)  # let the worker settle before its idle size is read
+            sampler = RssSampler(server.worker_pid)
+            sampler.start()
+            try:
+                seconds, body, timings = upload(server.port, token, path, path.name)
+            finally:
+                memory = sampler.finish()
+            if body["package"]["sha256"] != sha:
+                raise AssertionError(f"{path.name}: stored sha256 {body['package']['sha256']}")
+            row = results[kind]
+            row["upload_s"].append(seconds)
+            row["openssl_s"].append(openssl)
+            row["memory"].append(memory)
+            row["server_ms"].append(timings)
+            row["size"].append(path.stat().st_size)
+            print(
+                f"  rep {rep + 1} {kind:<7} {path.stat().st_size / MIB:6.1f} MiB  "
+                f"upload {seconds * 1000:7.1f} ms  openssl {openssl * 1000:6.1f} ms  "
+                f"ratio {seconds / openssl:5.2f}  +{memory['delta_mb']:.1f} MB RSS  "
+                f"server {_timings_text(timings)}",
+                flush=True,
+            )
+            if kind in last:
+                last[kind]["path"].unlink()
+            last[kind] = {"path": path, "sha256": sha, "id": body["id"]}
+    return results, last
+
+
+def run_downloads(server: Server, token: str, last: dict, count: int) -> dict:
+    """App download and bare send_file of the same bytes, alternating, after one warm-up
+    of each (untimed)."""
+    results = {}
+    auth = {"Authorization": f"Bearer {token}"}
+    for kind, package in last.items():
+        targets = {
+            "app": (f"/api/v1/modules/{package['id']}/package", auth),
+            "raw": (f"/bench/raw/{package['path'].name}", {}),
+        }
+        times: dict[str, dict[str, list[float]]] = {
+            side: {"first_s": [], "total_s": []} for side in targets
+        }
+        sampler = RssSampler(server.worker_pid)
+        sampler.start()
+        try:
+            for rep in range(count + 1):
+                for side, (target, headers) in targets.items():
+                    first, total, sha = download(server.port, target, headers)
+                    if sha != package["sha256"]:
+                        raise AssertionError(f"GET {target}: sha256 {sha} != {package['sha256']}")
+                    if rep:
+                        times[side]["first_s"].append(first)
+                        times[side]["total_s"].append(total)
+        finally:
+            memory = sampler.finish()
+        results[kind] = {**times, "memory": memory}
+        app, raw = times["app"], times["raw"]
+        print(
+            f"  {kind:<7} app {statistics.median(app['total_s']) * 1000:6.1f} ms "
+            f"(headers {statistics.median(app['first_s']) * 1000:5.1f} ms)   "
+            f"send_file {statistics.median(raw['total_s']) * 1000:6.1f} ms "
+            f"(headers {statistics.median(raw['first_s']) * 1000:5.1f} ms)",
+            flush=True,
+        )
+    return results
+
+
+def _timings_text(timings: dict[str, float]) -> str:
+    return " ".join(f"{step} {ms:.0f}" for step, ms in timings.items())
+
+
+# --- proposed app changes (measured with --variants; portal/ is not edited here) -----------
+
+PROPOSALS: dict[str, object] = {}
+
+
+def apply_proposals(names: list[str]) -> None:
+    """Patch the named proposals into portal/ (in the gunicorn worker, before create_app)."""
+    for name in names:
+        if name not in PROPOSALS:
+            raise SystemExit(f"no such proposal {name!r}; known: {', '.join(PROPOSALS)}")
+        PROPOSALS[name]()
+
+
+# --- report --------------------------------------------------------------------------------
+
+
+def _ms(values: list[float]) -> dict:
+    return {
+        "runs_ms": [round(v * 1000, 2) for v in values],
+        "best_ms": round(min(values) * 1000, 2),
+        "median_ms": round(statistics.median(values) * 1000, 2),
+    }
+
+
+def summarize_upload(row: dict) -> dict:
+    upload_s, openssl_s = row["upload_s"], row["openssl_s"]
+    steps = sorted({step for t in row["server_ms"] for step in t})
+    return {
+        "size_bytes": row["size"],
+        "upload": _ms(upload_s),
+        "openssl": _ms(openssl_s),
+        "ratio": {
+            "best": round(min(upload_s) / min(openssl_s), 3),
+            "median": round(statistics.median(upload_s) / statistics.median(openssl_s), 3),
+            "runs": [round(u / o, 3) for u, o in zip(upload_s, openssl_s, strict=True)],
+        },
+        "memory": {
+            "max_delta_mb": max(m["delta_mb"] for m in row["memory"]),
+            "max_hwm_delta_mb": max((m["hwm_delta_mb"] or 0) for m in row["memory"]),
+            "runs": row["memory"],
+        },
+        "server_median_ms": {
+            step: round(statistics.median(t.get(step, 0.0) for t in row["server_ms"]), 2)
+            for step in steps
+        },
+    }
+
+
+def summarize_download(row: dict) -> dict:
+    app, raw = row["app"], row["raw"]
+    return {
+        "app": {"total": _ms(app["total_s"]), "headers": _ms(app["first_s"])},
+        "send_file": {"total": _ms(raw["total_s"]), "headers": _ms(raw["first_s"])},
+        "ratio": {
+            "best": round(min(app["total_s"]) / min(raw["total_s"]), 3),
+            "median": round(statistics.median(app["total_s"]) / statistics.median(raw["total_s"]), 3),
+        },
+        "memory": row["memory"],
+    }
+
+
+def verdicts(result: dict) -> dict[str, bool]:
+    up, down = result["upload"], result["download"]
+    return {
+        "upload zip <= 4x openssl (median)": up["zip"]["ratio"]["median"] <= TARGET_UPLOAD_RATIO,
+        "worker RSS delta < 16 MB (every upload)": all(
+            max(u["memory"]["max_delta_mb"], u["memory"]["max_hwm_delta_mb"]) < TARGET_MEMORY_MB
+            for u in up.values()
+        ),
+        "download <= 1.25x send_file (median)": all(
+            d["ratio"]["median"] <= TARGET_DOWNLOAD_RATIO for d in down.values()
+        ),
+        "download headers <= 20 ms (median)": all(
+            d["app"]["headers"]["median_ms"] <= TARGET_FIRST_BYTE_MS for d in down.values()
+        ),
+    }
+
+
+def print_summary(result: dict) -> None:
+    print()
+    variants = f", variants {'+'.join(result['variants'])}" if result["variants"] else ""
+    print(
+        f"Upload benchmark: {result['size_mb']} MiB packages, gunicorn 1 sync worker, "
+        f"{result['database']}{variants},"
+    )
+    print(f"  {result['cpus']} CPUs, Python {result['python']}, {result['date']}")
+    print()
+    print(
+        f"  {'upload':<8}{'best ms':>9}{'median':>9}{'openssl':>9}{'ratio':>7}{'median':>8}"
+        f"{'RSS +MB':>9}{'HWM +MB':>9}   server median ms"
+    )
+    for kind, row in result["upload"].items():
+        print(
+            f"  {kind:<8}{row['upload']['best_ms']:>9.1f}{row['upload']['median_ms']:>9.1f}"
+            f"{row['openssl']['median_ms']:>9.1f}{row['ratio']['best']:>7.2f}"
+            f"{row['ratio']['median']:>8.2f}{row['memory']['max_delta_mb']:>9.1f}"
+            f"{row['memory']['max_hwm_delta_mb']:>9.1f}   "
+            f"{_timings_text(row['server_median_ms'])}"
+        )
+    print()
+    print(
+        f"  {'download':<10}{'app ms':>8}{'headers':>9}{'send_file':>11}{'headers':>9}"
+        f"{'ratio':>7}{'best':>7}{'RSS +MB':>9}"
+    )
+    for kind, row in result["download"].items():
+        print(
+            f"  {kind:<10}{row['app']['total']['median_ms']:>8.1f}"
+            f"{row['app']['headers']['median_ms']:>9.2f}"
+            f"{row['send_file']['total']['median_ms']:>11.1f}"
+            f"{row['send_file']['headers']['median_ms']:>9.2f}"
+            f"{row['ratio']['median']:>7.2f}{row['ratio']['best']:>7.2f}"
+            f"{row['memory']['delta_mb']:>9.1f}"
+        )
+    print()
+    for target, ok in result["verdicts"].items():
+        print(f"  target: {target}: {'PASS' if ok else 'FAIL'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_SERVER,
+        help="PostgreSQL server (a fresh database is created on it), or 'sqlite'",
+    )
+    parser.add_argument("--size-mb", type=int, default=50, help="random data per package, MiB")
+    parser.add_argument("--repeats", type=int, default=REPEATS)
+    parser.add_argument("--downloads", type=int, default=DOWNLOADS)
+    parser.add_argument(
+        "--variants",
+        default="",
+        help=f"comma-separated proposed app changes to patch in: {', '.join(PROPOSALS)}",
+    )
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    if args.size_mb + 1 > MAX_MODULE_SIZE_MB:
+        parser.error(f"--size-mb must leave room under MAX_MODULE_SIZE_MB={MAX_MODULE_SIZE_MB}")
+    variants = [v for v in args.variants.split(",") if v]
+    unknown = [v for v in variants if v not in PROPOSALS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {', '.join(PROPOSALS)}")
+
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-upload-")))
+        work, storage, instance, cwd = (tmp / d for d in ("packages", "store", "instance", "cwd"))
+        for folder in (work, storage, instance, cwd):
+            folder.mkdir()
+        url, backend = fresh_database(args.database_url, stack, tmp)
+        token = prepare_database(url, storage)
+
+        server = Server(server_env(url, storage, instance, work, variants), cwd)
+        stack.callback(server.stop)
+        server.wait_ready()
+        # Warm-up (untimed): the first request of each kind imports and connects lazily.
+        for kind in KINDS:
+            warm = work / f"warm-up.{kind}"
+            build_package(kind, warm, f"warm-{kind.replace('.', '')}", "0.0.1", [b"x" * 1024])
+            upload(server.port, token, warm, warm.name)
+            warm.unlink()
+
+        print(f"uploads ({args.repeats} x {args.size_mb} MiB per kind):", flush=True)
+        uploads, last = run_uploads(server, token, work, args)
+        print(f"downloads ({args.downloads} each, alternating):", flush=True)
+        downloads = run_downloads(server, token, last, args.downloads)
+        stored = sorted(p.name for p in (storage / "tmp").glob("*")) if storage.exists() else []
+        if stored:
+            raise AssertionError(f"temp files left in the store: {stored}")
+
+        import gunicorn
+        import werkzeug
+
+        result = {
+            "benchmark": "upload",
+            "date": datetime.now(UTC).isoformat(timespec="seconds"),
+            "database": backend,
+            "variants": variants,
+            "size_mb": args.size_mb,
+            "members": MEMBERS,
+            "repeats": args.repeats,
+            "downloads": args.downloads,
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "gunicorn": gunicorn.__version__,
+            "werkzeug": werkzeug.__version__,
+            "openssl": subprocess.run(
+                ["openssl", "version"], capture_output=True, text=True
+            ).stdout.strip(),
+            "upload": {kind: summarize_upload(row) for kind, row in uploads.items()},
+            "download": {kind: summarize_download(row) for kind, row in downloads.items()},
+            "targets": {
+                "upload_ratio_zip": TARGET_UPLOAD_RATIO,
+                "memory_mb": TARGET_MEMORY_MB,
+                "download_ratio": TARGET_DOWNLOAD_RATIO,
+                "first_byte_ms": TARGET_FIRST_BYTE_MS,
+            },
+        }
+        result["verdicts"] = verdicts(result)
+    print_summary(result)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    # One entry per database (and variant set), so runs are kept side by side.
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    key = backend + "".join(f"+{v}" for v in variants)
+    results[key] = result
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"  written to {args.out} ({key})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@ from the environment bench/upload.py sets), plus:
 
 - `GET /bench/raw/<name>`: a bare Flask `send_file` of a file in $BENCH_RAW_DIR, the
   ceiling for package downloads on the same server;
+- with $BENCH_PROFILE_DIR set, cProfile of the requests that ask for it (--profile);
 - an `X-Bench-Timings` response header on API requests: where the worker spent the request
   ("parse": reading and parsing the multipart body, which hashes and writes the file part
   as it arrives; "inspect": `inspect_package`; "store": `PackageStore.commit`, the fsyncs
@@ -79,6 +80,30 @@ def _timings_header(response):
             f"{step}={seconds * 1000:.2f}" for step, seconds in timings.items()
         )
     return response
+
+
+PROFILE_DIR = os.environ.get("BENCH_PROFILE_DIR")
+if PROFILE_DIR:
+    # bench/upload.py --profile: a request with "X-Bench-Profile: <name>" is run under
+    # cProfile (the app's part only: a download's bytes are sent by gunicorn afterwards),
+    # and its stats are written to $BENCH_PROFILE_DIR/<name>.prof.
+    import cProfile
+
+    _inner = app.wsgi_app
+
+    def _profiled(environ, start_response):
+        name = environ.get("HTTP_X_BENCH_PROFILE")
+        if not name or not name.replace("-", "").isalnum():
+            return _inner(environ, start_response)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            return _inner(environ, start_response)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(os.path.join(PROFILE_DIR, f"{name}.prof"))
+
+    app.wsgi_app = _profiled
 
 
 @app.get("/bench/raw/<name>")

@@ -48,6 +48,7 @@ import uuid
 import zipfile
 from contextlib import ExitStack
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -330,7 +331,9 @@ def parse_timings(header: str | None) -> dict[str, float]:
     return {step: float(ms) for step, ms in steps}
 
 
-def upload(port: int, token: str, path: Path, filename: str) -> tuple[float, dict, dict]:
+def upload(
+    port: int, token: str, path: Path, filename: str, extra: dict[str, str] | None = None
+) -> tuple[float, dict, dict]:
     """POST the file as a multipart package part, streamed in 1 MiB pieces.
     Returns (seconds, response JSON, server timings in ms)."""
     boundary = f"bench-{uuid.uuid4().hex}"
@@ -351,6 +354,8 @@ def upload(port: int, token: str, path: Path, filename: str) -> tuple[float, dic
             conn.putheader("Content-Type", f"multipart/form-data; boundary={boundary}")
             conn.putheader("Content-Length", str(length))
             conn.putheader("Accept", "application/json")
+            for key, value in (extra or {}).items():
+                conn.putheader(key, value)
             conn.endheaders()
             try:
                 conn.send(preamble)
@@ -358,15 +363,27 @@ def upload(port: int, token: str, path: Path, filename: str) -> tuple[float, dic
                     conn.send(chunk)
                 conn.send(epilogue)
             except OSError as exc:  # the server answered early: show its answer
-                raise RuntimeError(f"upload of {filename}: {exc}: {_early_answer(conn)}") from exc
+                answer = _early_answer(conn)
+                raise RuntimeError(f"upload of {filename}: {exc}: {answer}{_hint(answer)}") from exc
             resp = conn.getresponse()
             body = resp.read()
             elapsed = time.perf_counter() - started
     finally:
         conn.close()
     if resp.status != 201:
-        raise RuntimeError(f"upload of {filename}: {resp.status} {body[:500]!r}")
+        answer = f"{resp.status} {body[:500]!r}"
+        raise RuntimeError(f"upload of {filename}: {answer}{_hint(answer)}")
     return elapsed, json.loads(body), parse_timings(resp.getheader("X-Bench-Timings"))
+
+
+def _hint(answer: str) -> str:
+    if not answer.startswith("413"):
+        return ""
+    return (
+        "\n  (werkzeug's multipart decoder refuses each chunk over MAX_FORM_MEMORY_SIZE,"
+        " 500 kB, and portal/uploads.py feeds it 1 MiB reads: see PROPOSALS in"
+        " bench/upload.py; --variants form-limit measures the proposed fix)"
+    )
 
 
 def _early_answer(conn: http.client.HTTPConnection) -> str:
@@ -377,9 +394,12 @@ def _early_answer(conn: http.client.HTTPConnection) -> str:
         return f"no answer ({exc!r})"
 
 
-def download(port: int, target: str, headers: dict[str, str]) -> tuple[float, float, str]:
-    """GET `target`, reading the body with 1 MiB reads into one buffer.
-    Returns (seconds to the response headers, seconds to the last byte, body sha256)."""
+def download(
+    port: int, target: str, headers: dict[str, str], buf: bytearray
+) -> tuple[float, float, str, dict]:
+    """GET `target`, reading the body with 1 MiB reads into `buf` (reused, so no page of
+    it is touched for the first time while timed). Returns (seconds to the response
+    headers, seconds to the last byte, body sha256, server timings in ms)."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     conn.connect()
     try:
@@ -390,8 +410,9 @@ def download(port: int, target: str, headers: dict[str, str]) -> tuple[float, fl
         if resp.status != 200:
             raise RuntimeError(f"GET {target}: {resp.status} {resp.read(500)!r}")
         length = int(resp.getheader("Content-Length"))
-        buf = bytearray(length)
-        view, pos = memoryview(buf), 0
+        if length > len(buf):
+            raise RuntimeError(f"GET {target}: {length} bytes, more than expected")
+        view, pos = memoryview(buf)[:length], 0
         while pos < length:
             got = resp.readinto(view[pos : pos + READ_SIZE])
             if not got:
@@ -404,7 +425,8 @@ def download(port: int, target: str, headers: dict[str, str]) -> tuple[float, fl
         conn.close()
     if pos != length:
         raise RuntimeError(f"GET {target}: {pos} of {length} bytes")
-    return first, total, hashlib.sha256(view).hexdigest()
+    timings = parse_timings(resp.getheader("X-Bench-Timings"))
+    return first, total, hashlib.sha256(view).hexdigest(), timings
 
 
 # --- runs ----------------------------------------------------------------------------------
@@ -461,37 +483,63 @@ def run_downloads(server: Server, token: str, last: dict, count: int) -> dict:
     of each (untimed)."""
     results = {}
     auth = {"Authorization": f"Bearer {token}"}
+    buf = bytearray(max(p["path"].stat().st_size for p in last.values()))
     for kind, package in last.items():
         targets = {
             "app": (f"/api/v1/modules/{package['id']}/package", auth),
             "raw": (f"/bench/raw/{package['path'].name}", {}),
         }
-        times: dict[str, dict[str, list[float]]] = {
-            side: {"first_s": [], "total_s": []} for side in targets
+        times: dict[str, dict[str, list]] = {
+            side: {"first_s": [], "total_s": [], "server_ms": []} for side in targets
         }
         sampler = RssSampler(server.worker_pid)
         sampler.start()
         try:
             for rep in range(count + 1):
                 for side, (target, headers) in targets.items():
-                    first, total, sha = download(server.port, target, headers)
+                    first, total, sha, timings = download(server.port, target, headers, buf)
                     if sha != package["sha256"]:
                         raise AssertionError(f"GET {target}: sha256 {sha} != {package['sha256']}")
                     if rep:
                         times[side]["first_s"].append(first)
                         times[side]["total_s"].append(total)
+                        times[side]["server_ms"].append(timings.get("app"))
         finally:
             memory = sampler.finish()
         results[kind] = {**times, "memory": memory}
         app, raw = times["app"], times["raw"]
         print(
             f"  {kind:<7} app {statistics.median(app['total_s']) * 1000:6.1f} ms "
-            f"(headers {statistics.median(app['first_s']) * 1000:5.1f} ms)   "
+            f"(headers {statistics.median(app['first_s']) * 1000:5.1f} ms, in the view "
+            f"{statistics.median(app['server_ms']):4.1f} ms)   "
             f"send_file {statistics.median(raw['total_s']) * 1000:6.1f} ms "
             f"(headers {statistics.median(raw['first_s']) * 1000:5.1f} ms)",
             flush=True,
         )
     return results
+
+
+def run_profiles(server: Server, token: str, work: Path, profile_dir: Path, size_mb: int) -> None:
+    """One more upload of each kind and one download, under cProfile in the worker."""
+    import pstats
+
+    blobs = [os.urandom(size_mb * MIB // MEMBERS) for _ in range(MEMBERS)]
+    auth = {"Authorization": f"Bearer {token}"}
+    for kind in KINDS:
+        name = f"bench-{kind.replace('.', '')}"
+        path = work / f"{name}-9.0.0.{kind}"
+        build_package(kind, path, name, "9.0.0", blobs)
+        label = f"upload-{kind.replace('.', '')}"
+        _s, body, _t = upload(server.port, token, path, path.name, {"X-Bench-Profile": label})
+        buf = bytearray(path.stat().st_size)
+        headers = {**auth, "X-Bench-Profile": f"download-{kind.replace('.', '')}"}
+        download(server.port, f"/api/v1/modules/{body['id']}/package", headers, buf)
+        path.unlink()
+    for stats_file in sorted(profile_dir.glob("*.prof")):
+        print(f"\ncProfile of {stats_file.stem} in the worker (top 15 by own time):")
+        out = io.StringIO()
+        pstats.Stats(str(stats_file), stream=out).sort_stats("tottime").print_stats(15)
+        print(out.getvalue().split("\n", 4)[-1].rstrip())
 
 
 def _timings_text(timings: dict[str, float]) -> str:
@@ -500,7 +548,140 @@ def _timings_text(timings: dict[str, float]) -> str:
 
 # --- proposed app changes (measured with --variants; portal/ is not edited here) -----------
 
-PROPOSALS: dict[str, object] = {}
+# Why the app as committed fails here: werkzeug's MultipartDecoder.receive_data refuses
+# (413) any single chunk it is fed that is larger than max_form_memory_size, file parts
+# included, and Flask's MAX_FORM_MEMORY_SIZE defaults to 500,000 bytes. portal/uploads.py
+# feeds it 1 MiB reads, so every package over ~490 KB is refused with "The upload exceeds
+# 60 MB". Both proposals fix that; they differ in what they keep.
+
+
+def _propose_form_limit() -> None:
+    """Keep the 1 MiB reads; give the decoder a limit of at least one read plus slack.
+
+    portal/uploads.py, in _FormDataParser._parse_multipart:
+
+        limit = self.max_form_memory_size
+        if limit is not None:
+            # The decoder applies this to each chunk it is fed (file parts too), so it
+            # must take one whole read; text fields may then reach ~1 MiB, not 500 kB.
+            limit = max(limit, READ_SIZE + 64 * 1024)
+        parser = MultiPartParser(..., max_form_memory_size=limit, ...)
+    """
+    from werkzeug.formparser import MultiPartParser
+
+    import portal.uploads as uploads
+
+    def _parse_multipart(self, stream, mimetype, content_length, options):
+        limit = self.max_form_memory_size
+        if limit is not None:
+            limit = max(limit, uploads.READ_SIZE + 64 * 1024)
+        parser = MultiPartParser(
+            stream_factory=self.stream_factory,
+            max_form_memory_size=limit,
+            max_form_parts=self.max_form_parts,
+            cls=self.cls,
+            buffer_size=uploads.READ_SIZE,
+        )
+        boundary = options.get("boundary", "").encode("ascii")
+        if not boundary:
+            raise ValueError("Missing boundary")
+        form, files = parser.parse(stream, boundary, content_length)
+        return stream, form, files
+
+    uploads._FormDataParser._parse_multipart = _parse_multipart
+
+
+def _propose_reads(size: int):
+    """Keep the 500 kB limit on text fields; read the body in pieces that fit under it.
+
+    portal/uploads.py: READ_SIZE = 448 * 1024 (or, in _parse_multipart,
+    buffer_size=min(READ_SIZE, self.max_form_memory_size - 64 * 1024)).
+    """
+
+    def apply() -> None:
+        import portal.uploads as uploads
+
+        uploads.READ_SIZE = size  # _parse_multipart reads the global at each request
+
+    apply.__doc__ = _propose_reads.__doc__
+    return apply
+
+
+def _propose_hash_thread() -> None:
+    """Hash each piece in a helper thread while the worker writes it and parses the next.
+
+    hashlib and file writes release the GIL, so on a second core the SHA256 (as long as
+    `openssl dgst` itself) leaves the request's critical path. At most one piece (1 MiB)
+    waits to be hashed. portal/uploads.py, HashingUpload:
+
+        _HASHERS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="sha256")
+
+        def __init__(...):
+            ...
+            self._hashing = None  # the Future of the last piece's update
+
+        def write(self, data: bytes) -> int:
+            self.size += len(data)
+            if self.size > self.max_bytes:
+                ...  # as now
+            if self._hashing is not None:
+                self._hashing.result()  # pieces are hashed in order, one at a time
+            self._hashing = _HASHERS.submit(self._hash.update, data)
+            return self._file.write(data)
+
+        @property
+        def sha256(self) -> str:
+            if self._hashing is not None:
+                self._hashing.result()
+                self._hashing = None
+            return self._hash.hexdigest()
+
+    (close() should also wait for a pending piece before the file goes away.)
+    """
+    import concurrent.futures
+
+    import portal.uploads as uploads
+    from portal.services.errors import TooLarge
+
+    hashers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="sha256")
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            self.close()
+            limit_mb = self.max_bytes // (1024 * 1024)
+            raise TooLarge(f"The package is larger than {limit_mb} MB.")
+        pending = self.__dict__.get("_hashing")
+        if pending is not None:
+            pending.result()
+        self._hashing = hashers.submit(self._hash.update, data)
+        return self._file.write(data)
+
+    def sha256(self) -> str:
+        pending = self.__dict__.pop("_hashing", None)
+        if pending is not None:
+            pending.result()
+        return self._hash.hexdigest()
+
+    close = uploads.HashingUpload.close
+
+    def close_after_hashing(self) -> None:
+        pending = self.__dict__.pop("_hashing", None)
+        if pending is not None:
+            pending.exception()  # wait; its error, if any, no longer matters
+        close(self)
+
+    uploads.HashingUpload.write = write
+    uploads.HashingUpload.sha256 = property(sha256)
+    uploads.HashingUpload.close = close_after_hashing
+
+
+PROPOSALS: dict[str, object] = {
+    "form-limit": _propose_form_limit,
+    "hash-thread": _propose_hash_thread,
+    "reads-448k": _propose_reads(448 * 1024),
+    "reads-64k": _propose_reads(64 * 1024),
+}
 
 
 def apply_proposals(names: list[str]) -> None:
@@ -549,11 +730,17 @@ def summarize_upload(row: dict) -> dict:
 def summarize_download(row: dict) -> dict:
     app, raw = row["app"], row["raw"]
     return {
-        "app": {"total": _ms(app["total_s"]), "headers": _ms(app["first_s"])},
+        "app": {
+            "total": _ms(app["total_s"]),
+            "headers": _ms(app["first_s"]),
+            "view_median_ms": statistics.median(app["server_ms"]),
+        },
         "send_file": {"total": _ms(raw["total_s"]), "headers": _ms(raw["first_s"])},
         "ratio": {
             "best": round(min(app["total_s"]) / min(raw["total_s"]), 3),
-            "median": round(statistics.median(app["total_s"]) / statistics.median(raw["total_s"]), 3),
+            "median": round(
+                statistics.median(app["total_s"]) / statistics.median(raw["total_s"]), 3
+            ),
         },
         "memory": row["memory"],
     }
@@ -583,7 +770,10 @@ def print_summary(result: dict) -> None:
         f"Upload benchmark: {result['size_mb']} MiB packages, gunicorn 1 sync worker, "
         f"{result['database']}{variants},"
     )
-    print(f"  {result['cpus']} CPUs, Python {result['python']}, {result['date']}")
+    print(
+        f"  {result['cpus']} CPUs, Python {result['python']}, {result['date']}, "
+        f"load average {result['loadavg_1m'][0]:.1f} before, {result['loadavg_1m'][1]:.1f} after"
+    )
     print()
     print(
         f"  {'upload':<8}{'best ms':>9}{'median':>9}{'openssl':>9}{'ratio':>7}{'median':>8}"
@@ -631,6 +821,11 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help=f"comma-separated proposed app changes to patch in: {', '.join(PROPOSALS)}",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, cProfile one more upload of each kind and its download (top 15)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     if args.size_mb + 1 > MAX_MODULE_SIZE_MB:
@@ -648,7 +843,11 @@ def main(argv: list[str] | None = None) -> int:
         url, backend = fresh_database(args.database_url, stack, tmp)
         token = prepare_database(url, storage)
 
-        server = Server(server_env(url, storage, instance, work, variants), cwd)
+        env = server_env(url, storage, instance, work, variants)
+        if args.profile:
+            (tmp / "profiles").mkdir()
+            env["BENCH_PROFILE_DIR"] = str(tmp / "profiles")
+        server = Server(env, cwd)
         stack.callback(server.stop)
         server.wait_ready()
         # Warm-up (untimed): the first request of each kind imports and connects lazily.
@@ -658,6 +857,7 @@ def main(argv: list[str] | None = None) -> int:
             upload(server.port, token, warm, warm.name)
             warm.unlink()
 
+        load_before = os.getloadavg()
         print(f"uploads ({args.repeats} x {args.size_mb} MiB per kind):", flush=True)
         uploads, last = run_uploads(server, token, work, args)
         print(f"downloads ({args.downloads} each, alternating):", flush=True)
@@ -665,9 +865,9 @@ def main(argv: list[str] | None = None) -> int:
         stored = sorted(p.name for p in (storage / "tmp").glob("*")) if storage.exists() else []
         if stored:
             raise AssertionError(f"temp files left in the store: {stored}")
-
-        import gunicorn
-        import werkzeug
+        load_after = os.getloadavg()
+        if args.profile:
+            run_profiles(server, token, work, tmp / "profiles", args.size_mb)
 
         result = {
             "benchmark": "upload",
@@ -679,9 +879,13 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": args.repeats,
             "downloads": args.downloads,
             "cpus": os.cpu_count(),
+            # Other work on the machine skews every figure: the 1-minute load average
+            # before and after the timed part (2 CPUs: above 2 means contention).
+            "loadavg_1m": [round(load_before[0], 2), round(load_after[0], 2)],
             "python": platform.python_version(),
-            "gunicorn": gunicorn.__version__,
-            "werkzeug": werkzeug.__version__,
+            "gunicorn": metadata.version("gunicorn"),
+            "werkzeug": metadata.version("werkzeug"),
+            "flask": metadata.version("flask"),
             "openssl": subprocess.run(
                 ["openssl", "version"], capture_output=True, text=True
             ).stdout.strip(),

@@ -44,7 +44,7 @@ def _engine_options(app: Flask) -> dict:
 
 
 def register_extensions(app: Flask) -> None:
-    from portal.database import configure_engine
+    from portal.database import configure_engine, include_object
     from portal.extensions import csrf, db, login_manager, migrate
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -55,7 +55,11 @@ def register_extensions(app: Flask) -> None:
     with app.app_context():
         configure_engine(app, db.engine)
     migrate.init_app(
-        app, db, directory=os.path.join(app.root_path, "..", "migrations"), render_as_batch=True
+        app,
+        db,
+        directory=os.path.join(app.root_path, "..", "migrations"),
+        render_as_batch=True,
+        include_object=include_object,
     )
     csrf.init_app(app)
     login_manager.init_app(app)

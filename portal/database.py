@@ -48,3 +48,22 @@ def configure_engine(app: Flask, engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection):
         connection.exec_driver_sql("BEGIN IMMEDIATE" if _takes_write_lock() else "BEGIN")
+
+
+# Indexes Alembic must not compare: expression indexes it cannot reflect faithfully, and
+# PostgreSQL-only ones (declared with ddl_if) on other databases.
+EXPRESSION_INDEXES = frozenset({"ix_modules_search"})
+POSTGRES_ONLY_INDEXES = frozenset({"ix_modules_search", "ix_modules_name_trgm"})
+
+
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic's autogenerate filter (used by `flask db migrate` and `flask db check`)."""
+    if type_ != "index":
+        return True
+    if name in EXPRESSION_INDEXES:
+        return False
+    if name in POSTGRES_ONLY_INDEXES:
+        from alembic import context
+
+        return context.get_context().dialect.name == "postgresql"
+    return True

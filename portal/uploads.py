@@ -92,9 +92,16 @@ class _FormDataParser(FormDataParser):
     overhead dominates the cost of a 50 MB upload."""
 
     def _parse_multipart(self, stream, mimetype, content_length, options):
+        limit = self.max_form_memory_size
+        if limit is not None:
+            # Werkzeug's decoder applies this limit to every chunk it is fed, file parts
+            # included: below one read (Flask's default is 500 kB) every package over
+            # ~490 kB was refused with a 413. Text fields may now reach ~1 MiB; the
+            # manifest field has its own 256 KiB limit.
+            limit = max(limit, READ_SIZE + 64 * 1024)
         parser = MultiPartParser(
             stream_factory=self.stream_factory,
-            max_form_memory_size=self.max_form_memory_size,
+            max_form_memory_size=limit,
             max_form_parts=self.max_form_parts,
             cls=self.cls,
             buffer_size=READ_SIZE,

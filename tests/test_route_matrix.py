@@ -54,6 +54,10 @@ def _same_release(role, world):
     return {"data": {"manifest": manifest_yaml("purchasing", "1.0.0")}}
 
 
+def _approve(role, world):
+    return {"json": {"status": "approved"}}
+
+
 def _new_description(role, world):
     return {"json": {"description": "Now with more purchasing."}}
 
@@ -84,6 +88,7 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "PUT /api/v1/modules/<int:module_id>": ((401, 200, 403, 404, 200), _new_description),
     "DELETE /api/v1/modules/<int:module_id>": ((401, 204, 403, 404, 204), None),
     "GET /api/v1/modules/<int:module_id>/package": ((401, 200, 200, 404, 200), None),
+    "PATCH /api/v1/modules/<int:module_id>/status": ((401, 403, 403, 404, 200), _approve),
     "POST /api/v1/modules/validate-manifest": ((401, 200, 200, 200, 200), _new_manifest),
     "GET /api/v1/schemas/manifest.json": ((200, 200, 200, 200, 200), None),
     # Developer pages: the role decides first (403), then the release's company (404).

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, request, send_file, url_for
 
-from portal.api import bp, current_actor, schemas
+from portal.api import bp, current_actor, json_body, schemas
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import module_json, page_json
 from portal.manifest import manifest_schema
-from portal.services import catalog, publishing
-from portal.services.errors import DomainError
+from portal.services import catalog, publishing, review
+from portal.services.errors import DomainError, ValidationFailed
 from portal.services.paging import parse_paging
 from portal.services.submissions import read_submission
 from portal.uploads import submission_from_request
 
-LIST_FILTERS = ("name", "status", "visibility", "publisher", "category", "tag", "sort")
+LIST_FILTERS = (
+    "name",
+    "status",
+    "visibility",
+    "publisher",
+    "category",
+    "tag",
+    "sort",
+    "q",
+    "latest",
+)
 
 
 @bp.post("/modules/")
@@ -102,8 +112,6 @@ def update_module(module_id: int):
         changes = {k: request.form.get(k) for k in publishing.EDITABLE_FIELDS}
         sub = submission_from_request(request)
     else:
-        from portal.api import json_body
-
         body = json_body()
         changes = {k: body.get(k) for k in publishing.EDITABLE_FIELDS}
         sub = submission_from_request(request, json_body=body)
@@ -160,6 +168,32 @@ def download_package(module_id: int):
     )
     resp.headers["Cache-Control"] = "private, no-cache"
     return resp
+
+
+@bp.patch("/modules/<int:module_id>/status")
+@document(
+    summary="Approve, reject (with a reason) or deprecate a release",
+    tags=["Modules"],
+    request={"application/json": schemas.STATUS_CHANGE},
+    responses={
+        200: schemas.MODULE,
+        403: "Not allowed: admins decide (never on their own uploads); publishers deprecate.",
+        404: "Absent, or not visible to the caller.",
+        409: "Not allowed from the current status, or someone else decided first.",
+        422: "Unknown status, or a rejection without a reason.",
+    },
+)
+def change_status(module_id: int):
+    actor = current_actor()
+    body = json_body()
+    status, reason = body.get("status"), body.get("reason")
+    if not isinstance(status, str) or (reason is not None and not isinstance(reason, str)):
+        raise ValidationFailed(
+            "Send a status (and a reason as text).",
+            errors=[{"pointer": "/status", "message": "approved, rejected or deprecated"}],
+        )
+    release = review.change_status(module_id, status, reason, actor=actor)
+    return jsonify(module_json(release))
 
 
 @bp.post("/modules/validate-manifest")

@@ -115,3 +115,34 @@ class StatusChange(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     actor: Mapped[User | None] = relationship()
+
+
+def search_document(table=None):
+    """The weighted full-text document of a release (PostgreSQL): name and display name
+    weigh most, then tags, then the description. Shared by the GIN index and the search
+    query, so the planner can use the index."""
+    cols = (table if table is not None else ModuleRelease.__table__).c
+    simple = sa.literal_column("'simple'::regconfig")
+    english = sa.literal_column("'english'::regconfig")
+
+    def weighted(config, text, weight):
+        return sa.func.setweight(sa.func.to_tsvector(config, text), weight)
+
+    return (
+        weighted(simple, cols.name, "A")
+        .op("||")(weighted(simple, sa.func.coalesce(cols.display_name, ""), "A"))
+        .op("||")(weighted(simple, sa.func.coalesce(sa.cast(cols.tags, sa.Text), ""), "B"))
+        .op("||")(weighted(english, cols.description, "C"))
+    )
+
+
+# PostgreSQL-only indexes; ddl_if keeps SQLite (and `flask db check` there) unaware of them.
+sa.Index("ix_modules_search", search_document(), postgresql_using="gin").ddl_if(
+    dialect="postgresql"
+)
+sa.Index(
+    "ix_modules_name_trgm",
+    ModuleRelease.name,
+    postgresql_using="gin",
+    postgresql_ops={"name": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")

@@ -9,6 +9,7 @@ from portal.models import Company, ModuleRelease, User
 from portal.services.access import is_admin
 from portal.services.errors import NotFound, ValidationFailed
 from portal.services.paging import Page, paginate
+from portal.services.search import apply_search, search_terms
 
 LIST_STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
 SORTS = {
@@ -55,6 +56,8 @@ def list_releases(
     category: str | None = None,
     tag: str | None = None,
     sort: str | None = None,
+    q: str | None = None,
+    latest: str | bool | None = None,
 ) -> Page:
     """Releases the actor may see, filtered. Raises ValidationFailed for unknown values."""
     errors = []
@@ -63,6 +66,10 @@ def list_releases(
         errors.append({"pointer": "/status", "message": f"must be one of {allowed}"})
     if visibility and visibility not in ("public", "private"):
         errors.append({"pointer": "/visibility", "message": "must be public or private"})
+    if isinstance(latest, str):
+        if latest.lower() not in ("true", "false", "1", "0"):
+            errors.append({"pointer": "/latest", "message": "must be true or false"})
+        latest = latest.lower() in ("true", "1")
     if sort and sort not in SORTS:
         errors.append({"pointer": "/sort", "message": f"must be one of {', '.join(SORTS)}"})
     if errors:
@@ -72,8 +79,10 @@ def list_releases(
         query = query.where(ModuleRelease.status == "deleted")
     else:
         query = query.where(visibility_clause(actor))
-        if status:
-            query = query.where(ModuleRelease.status == status)
+        # Deprecated releases are listed only when asked for (status=deprecated).
+        query = query.where(
+            ModuleRelease.status == status if status else ModuleRelease.status != "deprecated"
+        )
     if name:
         query = query.where(ModuleRelease.name == name)
     if visibility:
@@ -86,7 +95,16 @@ def list_releases(
         query = query.where(ModuleRelease.category == category)
     if tag:
         query = query.where(_has_tag(tag))
-    query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
+    if latest:
+        query = query.where(ModuleRelease.is_latest)
+    if q and search_terms(q):
+        # Deprecated releases are never search results (api.md); rank unless sorted.
+        query = query.where(ModuleRelease.status != "deprecated")
+        query = apply_search(query, q, db.session.get_bind().dialect.name)
+        if sort:
+            query = query.order_by(None).order_by(*SORTS[sort], ModuleRelease.id)
+    else:
+        query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
     return paginate(query, page, per_page)
 
 

@@ -67,9 +67,13 @@ def test_a_developer_fixes_a_package_from_its_live_error_and_sees_it_pending(
     assert page.url == f"{base_url}/publish"
     assert page_was_not_reloaded(page)
 
-    # Fixed, re-zipped under the same name, picked again.
-    package.write_bytes(zip_package(manifest_yaml(NAME, VERSION)))
-    package_input.set_input_files(package)
+    # Fixed and rebuilt under the same file name, then picked again. From another folder:
+    # Chromium fires no `change` when the very same path is picked a second time (as a person
+    # re-picking the same file in the dialog), so no validation would run.
+    fixed = tmp_path / "fixed" / package.name
+    fixed.parent.mkdir()
+    fixed.write_bytes(zip_package(manifest_yaml(NAME, VERSION)))
+    package_input.set_input_files(fixed)
 
     expect(summary.get_by_test_id("validation-ok")).to_contain_text(f"{NAME} {VERSION}")
     expect(summary.get_by_test_id("validation-ok")).to_contain_text("is valid")

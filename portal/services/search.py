@@ -1,0 +1,67 @@
+"""Full-text search over releases: one function behind the marketplace and the API.
+
+PostgreSQL: a weighted tsvector (name and display name A, tags B, description C) behind a
+GIN expression index, prefix matching for search-as-you-type, plus trigram similarity on
+names (pg_trgm) so a misspelled name still finds its module. SQLite: LIKE over the same
+fields, ranked name-first: the same shape of result, without typo tolerance.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from portal.models import ModuleRelease
+from portal.models.modules import search_document
+
+MAX_TERMS = 8
+MAX_TERM_LENGTH = 64
+_TERM = re.compile(r"[^\W_]+", re.UNICODE)
+
+
+def search_terms(text: str) -> list[str]:
+    """Words of the query, lowercased: letters and digits only, so nothing a user types
+    can become tsquery or LIKE syntax (quotes, &, |, !, :*, %, _ and backslashes drop out)."""
+    words = _TERM.findall((text or "").lower())
+    return [w[:MAX_TERM_LENGTH] for w in words[:MAX_TERMS]]
+
+
+def apply_search(query: sa.Select, text: str, dialect: str) -> sa.Select:
+    """Narrow and rank `query` by the search text (unchanged when there are no words)."""
+    terms = search_terms(text)
+    if not terms:
+        return query
+    if dialect == "postgresql":
+        return _postgres(query, terms, " ".join(terms))
+    return _sqlite(query, terms)
+
+
+def _postgres(query: sa.Select, terms: list[str], phrase: str) -> sa.Select:
+    tsquery = sa.func.to_tsquery(
+        sa.literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
+    )
+    vector = search_document()
+    matches = vector.op("@@")(tsquery)
+    similar = ModuleRelease.name.op("%")(phrase)
+    rank = sa.func.ts_rank(vector, tsquery) + sa.func.similarity(ModuleRelease.name, phrase)
+    return query.where(sa.or_(matches, similar)).order_by(None).order_by(rank.desc())
+
+
+def _like(term: str) -> str:
+    return "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _sqlite(query: sa.Select, terms: list[str]) -> sa.Select:
+    fields = (
+        ModuleRelease.name,
+        sa.func.coalesce(ModuleRelease.display_name, ""),
+        sa.func.coalesce(sa.cast(ModuleRelease.tags, sa.Text), ""),
+        ModuleRelease.description,
+    )
+    for term in terms:
+        pattern = _like(term)
+        query = query.where(sa.or_(*(f.ilike(pattern, escape="\\") for f in fields)))
+    first = _like(terms[0])
+    name_hit = sa.case((ModuleRelease.name.ilike(first, escape="\\"), 0), else_=1)
+    return query.order_by(None).order_by(name_hit, ModuleRelease.name)

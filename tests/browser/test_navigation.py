@@ -17,7 +17,7 @@ COMPANY_ADMIN = "admin@acme.example.com"
 # in order, badge counts stripped. Add a role's new link here when its page lands.
 EXPECTED_NAV = {
     PLATFORM_ADMIN: ["Marketplace", "API tokens"],
-    DEVELOPER: ["Marketplace", "API tokens"],
+    DEVELOPER: ["Marketplace", "Publish", "API tokens"],
     COMPANY_ADMIN: ["Marketplace", "API tokens"],
 }
 

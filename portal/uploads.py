@@ -4,13 +4,16 @@ temp folder as they arrive, and refused (413) the moment they pass the size limi
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
+import re
 import tempfile
 
 from flask import Request, current_app
 from werkzeug.formparser import FormDataParser, MultiPartParser
 
+from portal.config_schema import MAX_SCHEMA_DEPTH, join_pointer
 from portal.manifest import MAX_MANIFEST_BYTES
 from portal.packages import stream_to_temp
 from portal.services.errors import BadRequest, TooLarge, UnsupportedType, ValidationFailed
@@ -196,7 +199,48 @@ def submission_from_request(req, *, json_body=None) -> Submission:
 
 
 def _json_object(req) -> dict:
-    data = req.get_json(silent=True)
+    return json_object(req)
+
+
+def json_object(req, *, force: bool = False) -> dict:
+    """The body as a JSON object. Raises BadRequest, or ValidationFailed for JSON nested
+    deeper than Python's parser recurses (a RecursionError would otherwise be a 500)."""
+    try:
+        data = req.get_json(silent=True, force=force)
+    except RecursionError:
+        raise _too_deep(req.get_data(as_text=True)) from None
     if not isinstance(data, dict):
         raise BadRequest("The body must be a JSON object.")
     return data
+
+
+# Strings (a key when a colon follows) and structure; numbers and literals do not matter.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"\s*:?|[\[\]{},]')
+
+
+def _too_deep(text: str, limit: int = 200) -> ValidationFailed:
+    """The 422 for a body nested too deep to parse, pointing at the field that holds the
+    nesting: the manifest's field for `{"manifest": {...}}`, else the body's field."""
+    path: list = []  # the current key or index in each open container
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in ("{", "["):
+            if len(path) >= limit:
+                break
+            path.append(0 if token == "[" else "")
+        elif token in ("}", "]"):
+            path = path[:-1]
+        elif token == ",":
+            if path and isinstance(path[-1], int):
+                path[-1] += 1
+        elif token.endswith(":") and path:
+            path[-1] = json.loads(token[:-1].rstrip())
+    if len(path) > 1 and path[0] == "manifest":
+        pointer = join_pointer("", path[1])
+        message = f"is nested more than {MAX_SCHEMA_DEPTH} levels deep, the most allowed"
+    else:
+        pointer = join_pointer("", *path[:1])
+        message = "is nested too deeply to read"
+    return ValidationFailed(
+        "The body is nested too deeply.", errors=[{"pointer": pointer, "message": message}]
+    )

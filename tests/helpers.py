@@ -185,3 +185,32 @@ def set_release_status(app, module_id: int, status: str, reason: str | None = No
         release.status, release.status_reason = status, reason
         db.session.commit()
         db.session.remove()
+
+
+def approved_release(
+    name: str,
+    version: str = "1.0.0",
+    *,
+    deps: dict[str, str] | None = None,
+    config_schema: dict | None = None,
+    actor_email: str = "dev@acme.test",
+    admin_email: str = "admin@example.com",
+    visibility: str | None = None,
+    **manifest_fields,
+):
+    """Publish a manifest-only release and approve it (needs an app context and people)."""
+    from portal.services.review import change_status
+
+    data = {
+        "name": name,
+        "version": version,
+        "description": f"{name} module",
+        "author": "Tests",
+        **manifest_fields,
+    }
+    if deps:
+        data["dependencies"] = [{"name": n, "version": c} for n, c in deps.items()]
+    if config_schema is not None:
+        data["config_schema"] = config_schema
+    release = publish_manifest(data, actor_email=actor_email, visibility=visibility)
+    return change_status(release.id, "approved", actor=accounts.user_by_email(admin_email))

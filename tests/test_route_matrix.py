@@ -15,7 +15,15 @@ import pytest
 
 from portal.extensions import db
 from portal.services import accounts
-from tests.helpers import PASSWORD, bearer, login, make_people, publish_package
+from portal.services.installations import InstallRequest, install_module
+from tests.helpers import (
+    PASSWORD,
+    approved_release,
+    bearer,
+    login,
+    make_people,
+    publish_package,
+)
 from tests.packaging import manifest, manifest_yaml, zip_package
 
 ROLES = ("anonymous", "developer", "owner_admin", "other_admin", "platform_admin")
@@ -58,6 +66,13 @@ def _approve(role, world):
     return {"json": {"status": "approved"}}
 
 
+def _install_body(role, world):
+    body = {"module": "inventory"}
+    if role == "platform_admin":
+        body["company"] = "acme"
+    return {"json": body}
+
+
 def _new_description(role, world):
     return {"json": {"description": "Now with more purchasing."}}
 
@@ -91,6 +106,14 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "PATCH /api/v1/modules/<int:module_id>/status": ((401, 403, 403, 404, 200), _approve),
     "POST /api/v1/modules/validate-manifest": ((401, 200, 200, 200, 200), _new_manifest),
     "GET /api/v1/schemas/manifest.json": ((200, 200, 200, 200, 200), None),
+    # Installations: each company admin acts for their own company; admins name one.
+    "POST /api/v1/installations/plan": ((401, 403, 200, 200, 200), _install_body),
+    "POST /api/v1/installations/": ((401, 403, 201, 201, 201), _install_body),
+    "POST /api/v1/installations": ((401, 403, 201, 201, 201), _install_body),
+    "GET /api/v1/installations/": ((401, 403, 200, 200, 200), None),
+    "GET /api/v1/installations": ((401, 403, 200, 200, 200), None),
+    # The world's installation is acme's: globex and developers get 404, as if absent.
+    "GET /api/v1/installations/<int:installation_id>": ((401, 404, 200, 404, 200), None),
     # Developer pages: the role decides first (403), then the release's company (404).
     "GET /publish": ((302, 200, 403, 403, 403), None),
     "POST /publish/validate": ((302, 200, 403, 403, 403), _manifest_form),
@@ -131,7 +154,17 @@ def _world(app) -> SimpleNamespace:
         release = publish_package(
             zip_package(manifest_yaml("purchasing", "1.0.0")), actor_email=EMAILS["developer"]
         )
-        world = SimpleNamespace(token_id=token.id, module_id=release.id, name=release.name)
+        approved_release("ledger", actor_email=EMAILS["developer"])
+        approved_release("inventory", actor_email=EMAILS["developer"])
+        installation, _deps = install_module(
+            InstallRequest(module="ledger"), actor=accounts.user_by_email(EMAILS["owner_admin"])
+        )
+        world = SimpleNamespace(
+            installation_id=installation.id,
+            token_id=token.id,
+            module_id=release.id,
+            name=release.name,
+        )
         db.session.remove()
     return world
 

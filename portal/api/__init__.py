@@ -30,4 +30,4 @@ def json_body() -> dict:
     return data
 
 
-from portal.api import auth, events, modules  # noqa: E402,F401  (routes register on bp)
+from portal.api import auth, events, installations, modules  # noqa: E402,F401

@@ -12,7 +12,7 @@ from portal.services import catalog, publishing, review
 from portal.services.errors import DomainError, ValidationFailed
 from portal.services.paging import parse_paging
 from portal.services.submissions import read_submission
-from portal.uploads import submission_from_request
+from portal.uploads import json_object, submission_from_request
 
 LIST_FILTERS = (
     "name",
@@ -112,7 +112,7 @@ def update_module(module_id: int):
         changes = {k: request.form.get(k) for k in publishing.EDITABLE_FIELDS}
         sub = submission_from_request(request)
     else:
-        body = json_body()
+        body = json_object(request, force=True)  # a deep body is a 422, not a 500
         changes = {k: body.get(k) for k in publishing.EDITABLE_FIELDS}
         sub = submission_from_request(request, json_body=body)
     release = publishing.update_release(module_id, changes, sub, actor=actor)

@@ -198,3 +198,90 @@ STATUS_CHANGE = component(
         },
     },
 )
+
+# Installations
+
+INSTALLATION = component(
+    "Installation",
+    {
+        "type": "object",
+        "required": ["id", "company", "module_id", "module", "version", "status", "revision"],
+        "properties": {
+            "id": {"type": "integer"},
+            "company": {"type": "string"},
+            "module_id": {"type": "integer"},
+            "module": {"type": "string"},
+            "version": {"type": "string"},
+            "status": {"enum": ["installed", "uninstalled"]},
+            "config": {"type": "object", "description": "Secrets show as ********."},
+            "endpoint_url": {"type": ["string", "null"]},
+            "revision": {"type": "integer"},
+            "health": {
+                "type": "object",
+                "properties": {
+                    "status": {"enum": ["unknown", "healthy", "degraded", "unhealthy"]},
+                    "checked_at": {"type": ["string", "null"], "format": "date-time"},
+                    "latency_ms": NULLABLE_INT,
+                    "message": {"type": ["string", "null"]},
+                },
+            },
+            "created_at": TIMESTAMP,
+            "updated_at": TIMESTAMP,
+        },
+    },
+)
+
+INSTALL_REQUEST = component(
+    "InstallRequest",
+    {
+        "type": "object",
+        "properties": {
+            "module_id": {"type": "integer"},
+            "module": {"type": "string"},
+            "version": {"type": "string", "default": "*", "description": "A constraint."},
+            "config": {"type": "object"},
+            "endpoint_url": {"type": "string", "format": "uri"},
+            "install_dependencies": {"type": "boolean", "default": False},
+            "company": {"type": "string", "description": "Required for platform admins."},
+            "dependency_configs": {
+                "type": "object",
+                "description": "Configurations of dependencies the plan installs, by name.",
+                "additionalProperties": {"type": "object"},
+            },
+        },
+    },
+)
+
+PLAN = component(
+    "InstallPlan",
+    {
+        "type": "object",
+        "properties": {
+            "plan": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "module": {"type": "string"},
+                        "version": {"type": "string"},
+                        "module_id": {"type": "integer"},
+                        "action": {"enum": ["install", "upgrade", "keep"]},
+                        "installed_version": {"type": "string"},
+                    },
+                },
+            }
+        },
+    },
+)
+
+INSTALL_RESULT = {
+    "allOf": [
+        INSTALLATION,
+        {
+            "type": "object",
+            "properties": {
+                "installed_dependencies": {"type": "array", "items": INSTALLATION},
+            },
+        },
+    ]
+}

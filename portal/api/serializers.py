@@ -72,3 +72,42 @@ def module_json(release: ModuleRelease) -> dict:
         "created_at": rfc3339(release.created_at),
         "updated_at": rfc3339(release.updated_at),
     }
+
+
+def installation_json(inst) -> dict:
+    from portal.services.installations import masked_config
+
+    return {
+        "id": inst.id,
+        "company": inst.company.slug,
+        "module_id": inst.module_id,
+        "module": inst.module_name,
+        "version": inst.release.version,
+        "status": inst.status,
+        "config": masked_config(inst, inst.config),
+        "endpoint_url": inst.endpoint_url,
+        "revision": inst.revision,
+        "health": {
+            "status": inst.health_status,
+            "checked_at": rfc3339(inst.health_checked_at),
+            "latency_ms": inst.health_latency_ms,
+            "message": inst.health_message,
+        },
+        "created_at": rfc3339(inst.created_at),
+        "updated_at": rfc3339(inst.updated_at),
+    }
+
+
+def plan_json(plan) -> dict:
+    return {
+        "plan": [
+            {
+                "module": s.module,
+                "version": s.version,
+                "module_id": s.module_id,
+                "action": s.action,
+                **({"installed_version": s.installed_version} if s.installed_version else {}),
+            }
+            for s in plan.steps
+        ]
+    }

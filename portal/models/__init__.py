@@ -2,6 +2,12 @@
 
 from portal.models.accounts import ROLES, ApiToken, Company, SignInFailure, User
 from portal.models.events import Event, Lease, ServiceState
+from portal.models.installations import (
+    HEALTH_STATUSES,
+    INSTALLATION_STATUSES,
+    Installation,
+    InstallationRevision,
+)
 from portal.models.modules import (
     STATUSES,
     VISIBILITIES,
@@ -11,6 +17,10 @@ from portal.models.modules import (
 )
 
 __all__ = [
+    "HEALTH_STATUSES",
+    "INSTALLATION_STATUSES",
+    "Installation",
+    "InstallationRevision",
     "ROLES",
     "STATUSES",
     "VISIBILITIES",

@@ -1,14 +1,41 @@
-"""The marketplace home page."""
+"""The marketplace: search as you type, filters, sort and paging, all kept in the URL."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from flask_login import login_required
+from flask import Blueprint, request, url_for
+from flask_login import current_user, login_required
+
+from portal.services import marketplace
+from portal.services.errors import ValidationFailed
+from portal.services.paging import parse_paging
+from portal.web import htmx
 
 bp = Blueprint("main", __name__)
+
+
+def page_args(args, default_per_page: int = 20) -> tuple[int, int]:
+    """(page, per_page) from the URL; a page is forgiving where the API is strict (422)."""
+    try:
+        return parse_paging(args, default_per_page)
+    except ValidationFailed:
+        return 1, default_per_page
 
 
 @bp.get("/")
 @login_required
 def index():
-    return render_template("main/index.html")
+    filters = marketplace.market_filters(request.args)
+    page, per_page = page_args(request.args)
+    results = marketplace.search_cards(filters, actor=current_user, page=page, per_page=per_page)
+    keep = filters.as_args() | ({"per_page": per_page} if per_page != 20 else {})
+    return htmx.render(
+        "main/index.html",
+        block="results",
+        filters=filters,
+        results=results,
+        usage=marketplace.usage_counts([r.name for r in results.items]),
+        # The filter menus are outside the results block: a fragment does not need them.
+        choices=None if htmx.is_partial() else marketplace.filter_choices(actor=current_user),
+        sorts=marketplace.SORT_CHOICES,
+        page_url=lambda n: url_for("main.index", **keep, page=n),
+    )

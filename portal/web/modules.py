@@ -1,14 +1,18 @@
-"""A module's page: its releases the viewer may see, with their statuses."""
+"""A module's page: description, versions the viewer may see, dependencies, the
+configuration it expects, the package with its digest, and the install button."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, request
+from flask import Blueprint, abort, current_app, request, send_file, url_for
 from flask_login import current_user, login_required
+from werkzeug.routing import BuildError
 
-from portal.services import catalog
+from portal.services import catalog, marketplace, publishing
 from portal.web import htmx
 
 bp = Blueprint("modules", __name__)
+
+INSTALL_ENDPOINT = "installations.plan"
 
 
 @bp.get("/modules/<name>")
@@ -18,5 +22,61 @@ def show(name: str):
     if not releases:
         abort(404)
     selected = request.args.get("version")
-    current = next((r for r in releases if r.version == selected), releases[0])
-    return htmx.render("modules/show.html", releases=releases, release=current, name=name)
+    release = (
+        next((r for r in releases if r.version == selected), None)
+        if selected
+        else marketplace.default_release(releases)
+    )
+    if release is None:
+        abort(404)
+    return htmx.render(
+        "modules/show.html",
+        releases=releases,
+        release=release,
+        name=name,
+        config=marketplace.config_fields((release.manifest or {}).get("config_schema")),
+        usage=marketplace.usage_counts([name])[name],
+        install=_install_action(release),
+    )
+
+
+@bp.get("/modules/<name>/<version>/package")
+@login_required
+def package(name: str, version: str):
+    """The package bytes for the signed-in user (the API's download is bearer-only)."""
+    found = marketplace.release_by_version(name, version, actor=current_user)
+    release, path = publishing.package_path(found.id, actor=current_user)
+    mimetype = (
+        "application/zip" if release.package_filename.endswith(".zip") else "application/gzip"
+    )
+    resp = send_file(
+        path,
+        mimetype=mimetype,
+        as_attachment=True,
+        download_name=release.package_filename,
+        etag=release.package_sha256,
+        conditional=True,
+        max_age=0,
+    )
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp
+
+
+def _install_action(release) -> dict | None:
+    """For company admins and an approved release: where "Install" leads, or url None while
+    the installations feature has no plan page yet (the button shows disabled)."""
+    if current_user.role != "company_admin" or release.status != "approved":
+        return None
+    if INSTALL_ENDPOINT in current_app.view_functions:
+        try:
+            return {
+                "url": url_for(
+                    INSTALL_ENDPOINT,
+                    slug=current_user.company.slug,
+                    module=release.name,
+                    version=release.version,
+                )
+            }
+        except BuildError:
+            pass
+    return {"url": None}

@@ -1,0 +1,323 @@
+"""Installing modules for a company: plans, all-or-nothing installs, configuration."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from portal import events
+from portal.config_schema import mask_secrets, validate_config
+from portal.extensions import db
+from portal.models import Company, Installation, InstallationRevision, ModuleRelease, User
+from portal.models.base import utcnow
+from portal.services.access import acting_company, is_admin
+from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
+from portal.services.paging import Page, paginate
+from portal.services.resolver import NoPlan, Plan, installed_modules, resolve
+from portal.services.uow import unit_of_work
+from portal.versions import InvalidConstraint
+
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+@dataclass
+class InstallRequest:
+    module_id: int | None = None
+    module: str | None = None
+    version: str = "*"
+    config: dict | None = None
+    endpoint_url: str | None = None
+    install_dependencies: bool = False
+    company: str | None = None
+    # Configurations for dependencies the plan installs, keyed by module name.
+    dependency_configs: dict = field(default_factory=dict)
+
+
+def config_schema_of(release: ModuleRelease) -> dict | None:
+    return (release.manifest or {}).get("config_schema")
+
+
+def masked_config(installation_or_release, config: dict | None) -> dict:
+    release = getattr(installation_or_release, "release", installation_or_release)
+    return mask_secrets(config_schema_of(release), config or {})
+
+
+def _target(company: Company, req: InstallRequest) -> tuple[str, str]:
+    """(module name, constraint) of what is asked for. Raises NotFound, ValidationFailed."""
+    if req.module_id is not None:
+        release = db.session.get(ModuleRelease, req.module_id)
+        installable = release is not None and release.status in ("approved", "deprecated")
+        visible = installable and (
+            release.visibility == "public" or release.publisher_id == company.id
+        )
+        if not visible:
+            raise NotFound("No such module, or it cannot be installed.")
+        return release.name, f"={release.version}"
+    if not req.module:
+        raise ValidationFailed(
+            "Name the module to install.",
+            errors=[{"pointer": "/module", "message": "give module_id or module"}],
+        )
+    visible = db.session.execute(
+        sa.select(ModuleRelease.id)
+        .where(
+            ModuleRelease.name == req.module,
+            ModuleRelease.status.in_(("approved", "deprecated")),
+            sa.or_(ModuleRelease.visibility == "public", ModuleRelease.publisher_id == company.id),
+        )
+        .limit(1)
+    ).first()
+    if visible is None:
+        raise NotFound("No such module, or it cannot be installed.")
+    return req.module, req.version or "*"
+
+
+def _resolve(company: Company, name: str, constraint: str, installed) -> Plan:
+    try:
+        return resolve(company, name, constraint, installed=installed)
+    except InvalidConstraint as exc:
+        raise ValidationFailed(
+            "Invalid version constraint.", errors=[{"pointer": "/version", "message": str(exc)}]
+        ) from exc
+    except NoPlan as exc:
+        raise ValidationFailed(
+            "No install plan exists: " + " ".join(exc.reasons),
+            errors=[{"pointer": "/module", "message": reason} for reason in exc.reasons],
+        ) from exc
+
+
+def plan_installation(req: InstallRequest, *, actor: User) -> tuple[Company, Plan]:
+    """The install plan, dependencies included; nothing changes. Raises NotFound,
+    PermissionDenied, Conflict (already installed), ValidationFailed (no plan)."""
+    company = acting_company(actor, req.company)
+    name, constraint = _target(company, req)
+    installed = installed_modules(company)
+    if name in installed:
+        raise Conflict(f"{company.slug} has {name} installed already.")
+    return company, _resolve(company, name, constraint, installed)
+
+
+def _check_endpoint_url(url: str | None) -> str | None:
+    if url in (None, ""):
+        return None
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationFailed(
+            "Invalid endpoint URL.",
+            errors=[{"pointer": "/endpoint_url", "message": "must be an http(s) URL with a host"}],
+        )
+    if len(url) > 2048:
+        raise ValidationFailed(
+            "Invalid endpoint URL.",
+            errors=[{"pointer": "/endpoint_url", "message": "at most 2048 characters"}],
+        )
+    return url
+
+
+def check_config(release: ModuleRelease, config, *, label: str = "") -> dict:
+    """The configuration with the schema's defaults. Raises TooLarge, ValidationFailed
+    (pointers into the configuration itself)."""
+    if config is not None:
+        size = len(json.dumps(config, default=str))
+        if size > MAX_CONFIG_BYTES:
+            raise TooLarge("The configuration is larger than 64 KiB.")
+    result, errors = validate_config(config_schema_of(release), config)
+    if errors:
+        prefix = f"{label}: " if label else ""
+        raise ValidationFailed(
+            f"{prefix}the configuration of {release.name} {release.version} is invalid.",
+            errors=errors,
+        )
+    return result
+
+
+def _previous_record(company: Company, name: str) -> Installation | None:
+    return db.session.execute(
+        sa.select(Installation).where(
+            Installation.company_id == company.id,
+            Installation.module_name == name,
+            Installation.status == "uninstalled",
+        )
+    ).scalar()
+
+
+def add_revision(inst: Installation, reason: str, actor: User | None) -> None:
+    db.session.add(
+        InstallationRevision(
+            installation_id=inst.id,
+            revision=inst.revision,
+            module_id=inst.module_id,
+            version=inst.release.version,
+            config=inst.config,
+            endpoint_url=inst.endpoint_url,
+            actor_id=actor.id if actor else None,
+            reason=reason,
+        )
+    )
+
+
+def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, list]:
+    """Apply the whole plan in one transaction. Returns (installation, dependency
+    installations). Raises NotFound, PermissionDenied, Conflict, TooLarge, ValidationFailed."""
+    company, plan = plan_installation(req, actor=actor)
+    if plan.extra_changes and not req.install_dependencies:
+        needed = ", ".join(f"{s.module} {s.version} ({s.action})" for s in plan.extra_changes)
+        raise ValidationFailed(
+            f"Dependencies are missing: {needed}. Install them first or send "
+            "install_dependencies: true.",
+            errors=[
+                {"pointer": "/install_dependencies", "message": f"{s.module} {s.version} is needed"}
+                for s in plan.extra_changes
+            ],
+        )
+    endpoint_url = _check_endpoint_url(req.endpoint_url)
+    releases = {
+        r.id: r
+        for r in db.session.execute(
+            sa.select(ModuleRelease).where(ModuleRelease.id.in_([s.module_id for s in plan.steps]))
+        ).scalars()
+    }
+    previous = {s.module: _previous_record(company, s.module) for s in plan.changes}
+    installed = installed_modules(company)
+    configs = {}
+    for step in plan.changes:
+        release = releases[step.module_id]
+        if step.module == plan.requested:
+            given = req.config
+        elif step.action == "upgrade":
+            given = installed[step.module].config
+        else:
+            given = req.dependency_configs.get(step.module)
+        if given is None and previous[step.module] is not None:
+            given = previous[step.module].config  # reinstalling keeps the last configuration
+        label = "" if step.module == plan.requested else f"dependency {step.module}"
+        configs[step.module] = check_config(release, given, label=label)
+    created, main = [], None
+    with unit_of_work(f"{plan.requested} was installed for {company.slug} meanwhile."):
+        for step in plan.changes:
+            release = releases[step.module_id]
+            if step.action == "upgrade":
+                inst = installed[step.module]
+                _move(inst, release, configs[step.module], "upgrade", actor, company)
+            else:
+                inst = _create(company, release, configs[step.module], previous[step.module], actor)
+                if step.module == plan.requested and endpoint_url is not None:
+                    inst.endpoint_url = endpoint_url
+                    db.session.flush()
+                    db.session.execute(
+                        sa.update(InstallationRevision)
+                        .where(
+                            InstallationRevision.installation_id == inst.id,
+                            InstallationRevision.revision == inst.revision,
+                        )
+                        .values(endpoint_url=endpoint_url)
+                    )
+            if step.module == plan.requested:
+                main = inst
+            else:
+                created.append(inst)
+    return main, created
+
+
+def _create(company, release, config, previous, actor, endpoint_url=None) -> Installation:
+    if previous is not None:
+        inst = previous
+        inst.status, inst.module_id, inst.release = "installed", release.id, release
+        inst.config, inst.revision = config, previous.revision + 1
+        inst.uninstalled_at = None
+        inst.endpoint_url = endpoint_url or previous.endpoint_url
+        reason = "reinstall"
+    else:
+        inst = Installation(
+            company_id=company.id,
+            module_name=release.name,
+            module_id=release.id,
+            release=release,
+            status="installed",
+            config=config,
+            endpoint_url=endpoint_url,
+            revision=1,
+        )
+        db.session.add(inst)
+        reason = "install"
+    db.session.flush()
+    add_revision(inst, reason, actor)
+    events.record_event(
+        events.INSTALLATION_CREATED,
+        actor=actor,
+        company=company.slug,
+        module=release,
+        installation_id=inst.id,
+        data={"revision": inst.revision, "config": masked_config(release, config)},
+    )
+    return inst
+
+
+def _move(inst, release, config, reason, actor, company) -> None:
+    from_version = inst.release.version
+    inst.module_id, inst.release, inst.config = release.id, release, config
+    inst.revision += 1
+    inst.updated_at = utcnow()
+    db.session.flush()
+    add_revision(inst, reason, actor)
+    events.record_event(
+        events.INSTALLATION_UPDATED,
+        actor=actor,
+        company=company.slug,
+        module=release,
+        installation_id=inst.id,
+        data={
+            "changed": ["version"],
+            "from_version": from_version,
+            "to_version": release.version,
+            "revision": inst.revision,
+        },
+    )
+
+
+def get_installation(installation_id: int, *, actor: User) -> Installation:
+    """One installation of the actor's company (any, for admins). Raises NotFound."""
+    inst = db.session.get(Installation, installation_id)
+    if inst is None or not (is_admin(actor) or inst.company_id == actor.company_id):
+        raise NotFound("No such installation.")
+    if not is_admin(actor) and actor.role != "company_admin":
+        raise NotFound("No such installation.")
+    return inst
+
+
+def list_installations(
+    *,
+    actor: User,
+    page: int,
+    per_page: int,
+    company: str | None = None,
+    status: str | None = "installed",
+    module: str | None = None,
+    health: str | None = None,
+) -> Page:
+    """A company's installations (admins: any company, or all). Raises ValidationFailed,
+    PermissionDenied, NotFound."""
+    query = sa.select(Installation)
+    if is_admin(actor):
+        if company:
+            query = query.join(Company).where(Company.slug == company)
+    else:
+        own = acting_company(actor, company)
+        query = query.where(Installation.company_id == own.id)
+    errors = []
+    if status and status not in ("installed", "uninstalled", "all"):
+        errors.append({"pointer": "/status", "message": "installed, uninstalled or all"})
+    if health and health not in ("unknown", "healthy", "degraded", "unhealthy"):
+        errors.append({"pointer": "/health", "message": "unknown, healthy, degraded, unhealthy"})
+    if errors:
+        raise ValidationFailed("Invalid filter.", errors=errors)
+    if status and status != "all":
+        query = query.where(Installation.status == status)
+    if module:
+        query = query.where(Installation.module_name == module)
+    if health:
+        query = query.where(Installation.health_status == health)
+    return paginate(query.order_by(Installation.module_name, Installation.id), page, per_page)

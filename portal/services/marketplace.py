@@ -1,0 +1,255 @@
+"""What the marketplace, module and activity pages show: cards, filter choices, a module's
+configuration table. Read-only helpers on top of catalog.list_releases and the event log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from portal.config_schema import MAX_SCHEMA_DEPTH, secret_fields
+from portal.events import EVENT_TYPES
+from portal.extensions import db
+from portal.models import Company, Event, ModuleRelease, User
+from portal.services import catalog
+from portal.services.access import is_admin
+from portal.services.errors import NotFound
+from portal.services.paging import Page
+
+# (value, label): the marketplace's sort menu; "" is relevance with a query, else by name.
+SORT_CHOICES = (("", "Best match"), ("name", "Name"), ("-created_at", "Recently updated"))
+MAX_QUERY_LENGTH = 1000
+MAX_CHOICES = 200
+MAX_CONFIG_ROWS = 500
+
+
+@dataclass
+class MarketFilters:
+    """The marketplace's state, as the URL carries it."""
+
+    q: str = ""
+    category: str = ""
+    tag: str = ""
+    publisher: str = ""
+    sort: str = ""
+
+    def as_args(self) -> dict[str, str]:
+        """The non-empty filters, for links that keep the state."""
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def market_filters(args) -> MarketFilters:
+    """Filters from the query string; unknown sort values fall back to the default."""
+    values = {key: (args.get(key) or "").strip() for key in ("category", "tag", "publisher")}
+    sort = args.get("sort") or ""
+    return MarketFilters(
+        q=(args.get("q") or "")[:MAX_QUERY_LENGTH],
+        sort=sort if sort in dict(SORT_CHOICES) else "",
+        **{k: v[:64] for k, v in values.items()},
+    )
+
+
+def search_cards(filters: MarketFilters, *, actor: User, page: int, per_page: int) -> Page:
+    """One card per module name: its latest approved release the actor may see
+    (catalog.list_releases with latest=True), filtered and sorted."""
+    return catalog.list_releases(
+        actor=actor,
+        page=page,
+        per_page=per_page,
+        q=filters.q or None,
+        category=filters.category or None,
+        tag=filters.tag or None,
+        publisher=filters.publisher or None,
+        sort=filters.sort or None,
+        latest=True,
+    )
+
+
+def usage_counts(names: list[str]) -> dict[str, int]:
+    """How many companies use each module name.
+
+    There is no installations table yet: every count is 0. The installations issue fills
+    this in with one grouped COUNT(DISTINCT company_id) over active installations of
+    `names` (one statement for the whole page, never one per card)."""
+    return {name: 0 for name in names}
+
+
+def _latest_visible(actor: User) -> sa.ColumnElement:
+    return sa.and_(ModuleRelease.is_latest, catalog.visibility_clause(actor))
+
+
+def filter_choices(*, actor: User) -> dict[str, list]:
+    """Categories, tags and publishers of the modules in the actor's marketplace, as
+    (value, label) pairs (three statements, whatever the number of modules)."""
+    visible = _latest_visible(actor)
+    categories = db.session.execute(
+        sa.select(ModuleRelease.category)
+        .where(visible, ModuleRelease.category.is_not(None), ModuleRelease.category != "")
+        .distinct()
+        .order_by(ModuleRelease.category)
+        .limit(MAX_CHOICES)
+    ).scalars()
+    publishers = db.session.execute(
+        sa.select(Company.slug, Company.name)
+        .join(ModuleRelease, ModuleRelease.publisher_id == Company.id)
+        .where(visible)
+        .distinct()
+        .order_by(Company.name, Company.slug)
+        .limit(MAX_CHOICES)
+    ).all()
+    return {
+        "categories": [(c, c) for c in categories],
+        "tags": [(t, t) for t in _tags(visible)],
+        "publishers": [(slug, name) for slug, name in publishers],
+    }
+
+
+def _tags(visible: sa.ColumnElement) -> list[str]:
+    """Distinct tags: jsonb_array_elements_text on PostgreSQL, json_each on SQLite."""
+    if db.session.get_bind().dialect.name == "postgresql":
+        tag = sa.func.jsonb_array_elements_text(ModuleRelease.tags).column_valued("tag")
+        is_list = sa.func.jsonb_typeof(ModuleRelease.tags) == "array"
+        query = sa.select(tag).select_from(ModuleRelease).where(visible, is_list)
+    else:
+        each = sa.func.json_each(ModuleRelease.tags).table_valued("value")
+        tag = each.c.value
+        query = sa.select(tag).select_from(ModuleRelease).join(each, sa.true()).where(visible)
+    inner = query.subquery()
+    return list(
+        db.session.execute(
+            sa.select(inner.c[0]).distinct().order_by(inner.c[0]).limit(MAX_CHOICES)
+        ).scalars()
+    )
+
+
+# --- A module's page ------------------------------------------------------------------------
+
+
+def default_release(releases: list[ModuleRelease]) -> ModuleRelease:
+    """The release a module page opens on: the latest approved one, else the newest shown."""
+    return next((r for r in releases if r.is_latest), releases[0])
+
+
+def release_by_version(name: str, version: str, *, actor: User) -> ModuleRelease:
+    """One release of a name by its exact version, if the actor may see it. Raises NotFound."""
+    release = db.session.execute(
+        sa.select(ModuleRelease).where(
+            ModuleRelease.name == name,
+            ModuleRelease.version == version,
+            catalog.visibility_clause(actor),
+        )
+    ).scalar()
+    if release is None:
+        raise NotFound("No such module.")
+    return release
+
+
+@dataclass
+class ConfigField:
+    name: str  # dotted path: "database.password"
+    type: str
+    required: bool
+    description: str
+    secret: bool
+    default: Any = None
+
+
+def config_fields(schema: Any) -> list[ConfigField]:
+    """The configuration a release expects, one row per field: nested objects flattened
+    with dotted names, secrets (writeOnly or format: password) marked."""
+    if not isinstance(schema, dict):
+        return []
+    secrets = secret_fields(schema)
+    rows: list[ConfigField] = []
+    # (node, dotted name, JSON pointer, required, depth), walked without recursion.
+    stack: list[tuple[Any, str, str, bool, int]] = []
+    _push_properties(stack, _resolve(schema, schema), "", "", True, 0)
+    while stack and len(rows) < MAX_CONFIG_ROWS:
+        node, name, pointer, required, depth = stack.pop()
+        node = _resolve(schema, node)
+        nested = _properties(node)
+        rows.append(
+            ConfigField(
+                name=name,
+                type=_type_of(schema, node),
+                required=required,
+                description=str(node.get("description") or node.get("title") or ""),
+                secret=pointer in secrets,
+                default=node.get("default"),
+            )
+        )
+        if nested and depth < MAX_SCHEMA_DEPTH:
+            _push_properties(stack, node, name + ".", pointer, required, depth + 1)
+    return rows
+
+
+def _push_properties(stack, node: dict, prefix: str, pointer: str, parent_required: bool, depth):
+    required = node.get("required") if isinstance(node.get("required"), list) else []
+    # Reversed, so that popping the stack yields the schema's own order.
+    for key, sub in reversed(list(_properties(node).items())):
+        token = str(key).replace("~", "~0").replace("/", "~1")
+        stack.append(
+            (sub, prefix + str(key), f"{pointer}/{token}", parent_required and key in required, depth)
+        )
+
+
+def _properties(node: Any) -> dict:
+    props = node.get("properties") if isinstance(node, dict) else None
+    return props if isinstance(props, dict) else {}
+
+
+def _resolve(root: dict, node: Any, hops: int = 8) -> dict:
+    """Follow local `$ref`s (`#/$defs/...`) a few hops; anything else as it is."""
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str) and hops:
+        ref = node["$ref"]
+        if not ref.startswith("#"):
+            break
+        target: Any = root
+        for token in ref[1:].split("/")[1:]:
+            token = token.replace("~1", "/").replace("~0", "~")
+            target = target.get(token) if isinstance(target, dict) else None
+        if not isinstance(target, dict):
+            break
+        node, hops = {**target, **{k: v for k, v in node.items() if k != "$ref"}}, hops - 1
+    return node if isinstance(node, dict) else {}
+
+
+def _type_of(root: dict, node: dict) -> str:
+    kind = node.get("type")
+    text = " or ".join(map(str, kind)) if isinstance(kind, list) else str(kind or "any")
+    if kind == "array" and isinstance(node.get("items"), dict):
+        item = _resolve(root, node["items"]).get("type")
+        if isinstance(item, str):
+            text = f"array of {item}"
+    if isinstance(node.get("enum"), list):
+        text += " (one of " + ", ".join(map(str, node["enum"][:20])) + ")"
+    elif isinstance(node.get("format"), str) and node["format"] != "password":
+        text += f" ({node['format']})"
+    return text
+
+
+# --- The activity page ----------------------------------------------------------------------
+
+
+def activity_choices(*, actor: User) -> dict[str, list[str]]:
+    """Filter choices of the activity page: event types, and the modules and companies
+    named in the events the actor may see (admins: all)."""
+    scope = sa.true()
+    if not is_admin(actor):
+        scope = Event.company == (actor.company.slug if actor.company else "")
+    modules = db.session.execute(
+        sa.select(Event.module)
+        .where(scope, Event.module != "")
+        .distinct()
+        .order_by(Event.module)
+        .limit(MAX_CHOICES)
+    ).scalars()
+    companies: list[str] = []
+    if is_admin(actor):
+        companies = list(
+            db.session.execute(
+                sa.select(Company.slug).order_by(Company.slug).limit(MAX_CHOICES)
+            ).scalars()
+        )
+    return {"types": list(EVENT_TYPES), "modules": list(modules), "companies": companies}

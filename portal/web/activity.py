@@ -1,0 +1,54 @@
+"""The activity page: the event log, newest first, scoped as the events API is (platform
+admins all, company admins their company's), filtered through htmx with the URL kept."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, request, url_for
+from flask_login import current_user, login_required
+
+from portal.events import EVENT_TYPES
+from portal.services import activity, marketplace
+from portal.services.access import is_admin
+from portal.web import htmx
+from portal.web.main import page_args
+
+bp = Blueprint("activity", __name__)
+
+PER_PAGE = 25
+
+
+def _filters(args) -> dict[str, str]:
+    """type, module and company from the URL; an unknown type is ignored, and the company
+    filter is for platform admins only (others are scoped to their own company anyway)."""
+    type_ = args.get("type") or ""
+    return {
+        "type": type_ if type_ in EVENT_TYPES else "",
+        "module": (args.get("module") or "").strip()[:64],
+        "company": (args.get("company") or "").strip()[:64] if is_admin(current_user) else "",
+    }
+
+
+@bp.get("/activity")
+@login_required
+def index():
+    if current_user.role not in ("platform_admin", "company_admin"):
+        abort(403)
+    filters = _filters(request.args)
+    page, per_page = page_args(request.args, PER_PAGE)
+    events = activity.list_events(
+        actor=current_user,
+        page=page,
+        per_page=per_page,
+        type_=filters["type"] or None,
+        module=filters["module"] or None,
+        company=filters["company"] or None,
+    )
+    keep = {k: v for k, v in filters.items() if v}
+    return htmx.render(
+        "activity/index.html",
+        block="events",
+        events=events,
+        filters=filters,
+        choices=None if htmx.is_partial() else marketplace.activity_choices(actor=current_user),
+        page_url=lambda n: url_for("activity.index", **keep, page=n),
+    )

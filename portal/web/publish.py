@@ -16,6 +16,13 @@ from portal.web.publish_view import errors_by_field, manifest_text_for, next_ver
 bp = Blueprint("publish", __name__)
 
 
+def _manifest_field() -> str:
+    """Where manifest errors belong: the package's field when only a package was sent."""
+    package = request.files.get("package")
+    pasted = (request.form.get("manifest") or "").strip()
+    return "package" if package is not None and package.filename and not pasted else "manifest"
+
+
 def _require_developer() -> None:
     if current_user.role != "developer":
         abort(403)
@@ -26,7 +33,7 @@ def _page(*, status: int = 200, errors=None, manifest_text: str = "", release=No
         "publish/index.html",
         status=status,
         form=ActionForm(),
-        errors=errors_by_field(errors),
+        errors=errors_by_field(errors, manifest_field=_manifest_field()),
         manifest_text=manifest_text,
         visibility=request.form.get("visibility", "public"),
         releases=catalog.releases_of_company(current_user.company_id),
@@ -55,7 +62,11 @@ def validate():
             submission_from_request(request), actor=current_user, resubmit_of=release_id
         )
     except DomainError as exc:
-        return htmx.render("publish/_validation.html", errors=errors_by_field(exc), checked=None)
+        return htmx.render(
+            "publish/_validation.html",
+            errors=errors_by_field(exc, manifest_field=_manifest_field()),
+            checked=None,
+        )
     return htmx.render("publish/_validation.html", errors=errors_by_field(None), checked=checked)
 
 
@@ -96,7 +107,10 @@ def _failed(exc: DomainError, release=None):
     """htmx: the error slots only (the picked file stays picked); no JS: the whole page."""
     if htmx.is_partial():
         return htmx.render(
-            "publish/_validation.html", status=exc.status, errors=errors_by_field(exc), checked=None
+            "publish/_validation.html",
+            status=exc.status,
+            errors=errors_by_field(exc, manifest_field=_manifest_field()),
+            checked=None,
         )
     return _page(
         status=exc.status,

@@ -11,9 +11,12 @@ from portal.versions import Version
 FIELDS = ("package", "manifest", "visibility", "sha256")
 
 
-def errors_by_field(exc: DomainError | None) -> dict[str, list[dict]]:
+def errors_by_field(
+    exc: DomainError | None, *, manifest_field: str = "manifest"
+) -> dict[str, list[dict]]:
     """Each error under the form field it concerns: package problems next to the file
-    input, manifest problems (any pointer into the manifest) next to the manifest."""
+    input, manifest problems (any pointer into the manifest) next to the field the
+    manifest came from: the textarea, or the package when its module.yaml was used."""
     slots: dict[str, list[dict]] = {field: [] for field in FIELDS}
     slots["general"] = []
     if exc is None:
@@ -28,7 +31,7 @@ def errors_by_field(exc: DomainError | None) -> dict[str, list[dict]]:
         elif exc.status in (403, 409) and not err["pointer"]:
             slots["general"].append(err)
         else:
-            slots["manifest"].append(err)
+            slots[manifest_field].append(err)
     return slots
 
 

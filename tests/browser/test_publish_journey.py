@@ -58,8 +58,8 @@ def test_a_developer_fixes_a_package_from_its_live_error_and_sees_it_pending(
     package.write_bytes(zip_package(manifest_yaml(NAME, "1.0")))
     package_input.set_input_files(package)
 
-    # Shown beside a field of the form (which one: see the strict xfail below).
-    shown = page.locator("#publish-form .error-slot").filter(has_text="/version")
+    # Shown beside the package input, where the manifest came from.
+    shown = page.locator("#package-errors").filter(has_text="/version")
     expect(shown).to_have_count(1)
     expect(shown).to_contain_text("'1.0' is not a valid version")
     expect(shown.get_by_role("alert")).to_be_visible()
@@ -102,12 +102,6 @@ def test_a_developer_fixes_a_package_from_its_live_error_and_sees_it_pending(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app bug: errors_by_field (portal/web/publish_view.py) files every manifest pointer "
-    "under #manifest-errors, even when the manifest came from the uploaded package and the "
-    "manifest textarea is empty",
-)
 def test_a_mistake_in_a_packages_manifest_shows_next_to_the_package_input(
     page, base_url, demo_people, tmp_path
 ):

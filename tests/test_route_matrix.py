@@ -73,6 +73,10 @@ def _install_body(role, world):
     return {"json": body}
 
 
+def _new_endpoint(role, world):
+    return {"json": {"endpoint_url": "http://ledger.acme.internal:9000"}}
+
+
 def _new_description(role, world):
     return {"json": {"description": "Now with more purchasing."}}
 
@@ -114,6 +118,23 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "GET /api/v1/installations": ((401, 403, 200, 200, 200), None),
     # The world's installation is acme's: globex and developers get 404, as if absent.
     "GET /api/v1/installations/<int:installation_id>": ((401, 404, 200, 404, 200), None),
+    "PUT /api/v1/installations/<int:installation_id>": ((401, 404, 200, 404, 200), _new_endpoint),
+    "DELETE /api/v1/installations/<int:installation_id>": ((401, 404, 204, 404, 204), None),
+    "GET /api/v1/installations/<int:installation_id>/revisions": (
+        (401, 404, 200, 404, 200),
+        None,
+    ),
+    # Revision 1 has nothing earlier to return to: allowed callers get the 422.
+    "POST /api/v1/installations/<int:installation_id>/rollback": (
+        (401, 404, 422, 404, 422),
+        lambda r, w: {"json": {}},
+    ),
+    # Runtime endpoints: any token of the owning company; platform admins 403.
+    "GET /api/v1/installations/<int:installation_id>/config": ((401, 200, 200, 404, 403), None),
+    "POST /api/v1/installations/<int:installation_id>/heartbeat": (
+        (401, 204, 204, 404, 403),
+        lambda r, w: {"json": {"status": "healthy"}},
+    ),
     # Developer pages: the role decides first (403), then the release's company (404).
     "GET /publish": ((302, 200, 403, 403, 403), None),
     "POST /publish/validate": ((302, 200, 403, 403, 403), _manifest_form),

@@ -30,4 +30,10 @@ def json_body() -> dict:
     return data
 
 
-from portal.api import auth, events, installations, modules  # noqa: E402,F401
+from portal.api import (  # noqa: E402,F401  (routes register on bp)
+    auth,
+    events,
+    installation_lifecycle,
+    installations,
+    modules,
+)

@@ -285,3 +285,44 @@ INSTALL_RESULT = {
         },
     ]
 }
+
+INSTALLATION_UPDATE = component(
+    "InstallationUpdate",
+    {
+        "type": "object",
+        "properties": {
+            "config": {"type": "object", "description": "Send ******** to keep a secret."},
+            "version": {"type": "string", "description": "An exact version: up or down."},
+            "endpoint_url": {"type": ["string", "null"], "format": "uri"},
+            "revision": {"type": "integer", "description": "The revision this edit is based on."},
+        },
+    },
+)
+
+REVISION = component(
+    "Revision",
+    {
+        "type": "object",
+        "properties": {
+            "revision": {"type": "integer"},
+            "version": {"type": "string"},
+            "config": {"type": "object", "description": "Secrets masked."},
+            "endpoint_url": {"type": ["string", "null"]},
+            "created_at": TIMESTAMP,
+            "actor": {"type": ["string", "null"]},
+            "reason": {"type": "string"},
+        },
+    },
+)
+
+HEARTBEAT = component(
+    "Heartbeat",
+    {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+            "message": {"type": "string"},
+        },
+    },
+)

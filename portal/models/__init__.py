@@ -5,6 +5,7 @@ from portal.models.events import Event, Lease, ServiceState
 from portal.models.installations import (
     HEALTH_STATUSES,
     INSTALLATION_STATUSES,
+    HealthChange,
     Installation,
     InstallationRevision,
 )
@@ -19,6 +20,7 @@ from portal.models.modules import (
 __all__ = [
     "HEALTH_STATUSES",
     "INSTALLATION_STATUSES",
+    "HealthChange",
     "Installation",
     "InstallationRevision",
     "ROLES",

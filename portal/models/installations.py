@@ -49,6 +49,7 @@ class Installation(db.Model):
     health_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     health_latency_ms: Mapped[int | None] = mapped_column()
     health_message: Mapped[str | None] = mapped_column(sa.String(500))
+    last_heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
     uninstalled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -85,3 +86,20 @@ class InstallationRevision(db.Model):
 
     actor: Mapped[User | None] = relationship(lazy="joined")
     release: Mapped[ModuleRelease] = relationship(lazy="joined")
+
+
+class HealthChange(db.Model):
+    """The history of an installation's health: one row per change of status."""
+
+    __tablename__ = "installation_health_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    installation_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("installations.id", ondelete="CASCADE"), index=True
+    )
+    from_status: Mapped[str] = mapped_column(sa.String(20))
+    to_status: Mapped[str] = mapped_column(sa.String(20))
+    source: Mapped[str] = mapped_column(sa.String(20))  # check | heartbeat | silence
+    message: Mapped[str | None] = mapped_column(sa.String(500))
+    latency_ms: Mapped[int | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

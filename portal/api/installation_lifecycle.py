@@ -1,0 +1,174 @@
+"""Installations after the install: changes, revisions, rollback, uninstall, runtime."""
+
+from __future__ import annotations
+
+from flask import jsonify, request
+
+from portal.api import bp, current_actor, json_body, schemas
+from portal.api.openapi import document
+from portal.api.serializers import installation_json, rfc3339
+from portal.services import lifecycle
+from portal.services.errors import ValidationFailed
+
+_NOT_FOUND = "Absent or another company's."
+
+
+def _revision_from(body: dict) -> int | None:
+    """The revision an edit is based on: If-Match header or `revision` in the body."""
+    raw = request.headers.get("If-Match", "").strip().strip('"').removeprefix("W/").strip('"')
+    value = raw or body.get("revision")
+    if value in (None, ""):
+        return None
+    if isinstance(value, bool) or not str(value).isdigit():
+        raise ValidationFailed(
+            "Invalid revision.", errors=[{"pointer": "/revision", "message": "a revision number"}]
+        )
+    return int(value)
+
+
+@bp.put("/installations/<int:installation_id>")
+@document(
+    summary="Change configuration, endpoint or version (a new revision)",
+    tags=["Installations"],
+    parameters=[{"name": "If-Match", "in": "header", "schema": {"type": "string"}}],
+    request={"application/json": schemas.INSTALLATION_UPDATE},
+    responses={
+        200: schemas.INSTALLATION,
+        404: _NOT_FOUND,
+        409: "Based on a stale revision, or a dependent would break.",
+        413: "The configuration is too large.",
+        422: "Invalid configuration, version or endpoint.",
+    },
+)
+def update_installation(installation_id: int):
+    actor = current_actor()
+    body = json_body()
+    errors = [
+        {"pointer": f"/{key}", "message": f"must be {kind}"}
+        for key, types, kind in (
+            ("config", (dict,), "an object"),
+            ("version", (str,), "text"),
+            ("endpoint_url", (str, type(None)), "text or null"),
+        )
+        if key in body and not isinstance(body[key], types)
+    ]
+    if "company" in body:
+        errors.append({"pointer": "/company", "message": "an installation cannot move"})
+    if errors:
+        raise ValidationFailed("The request is invalid.", errors=errors)
+    changes = {k: body[k] for k in ("config", "version", "endpoint_url") if k in body}
+    inst = lifecycle.update_installation(
+        installation_id, changes, actor=actor, expected_revision=_revision_from(body)
+    )
+    return jsonify(installation_json(inst))
+
+
+@bp.delete("/installations/<int:installation_id>")
+@document(
+    summary="Uninstall (refused while dependents exist, unless cascade=true)",
+    tags=["Installations"],
+    parameters=[{"name": "cascade", "in": "query", "schema": {"type": "boolean"}}],
+    responses={204: "Uninstalled.", 404: _NOT_FOUND, 409: "Dependents exist (listed)."},
+)
+def uninstall(installation_id: int):
+    cascade = request.args.get("cascade", "").lower() in ("1", "true", "yes")
+    lifecycle.uninstall_installation(installation_id, actor=current_actor(), cascade=cascade)
+    return "", 204
+
+
+@bp.get("/installations/<int:installation_id>/revisions")
+@document(
+    summary="The installation's revisions, newest first (secrets masked)",
+    tags=["Installations"],
+    responses={200: {"type": "array", "items": schemas.REVISION}, 404: _NOT_FOUND},
+)
+def revisions(installation_id: int):
+    revs = lifecycle.list_revisions(installation_id, actor=current_actor())
+    return jsonify(
+        [
+            {
+                "revision": r.revision,
+                "version": r.version,
+                "config": lifecycle.masked_revision_config(r),
+                "endpoint_url": r.endpoint_url,
+                "created_at": rfc3339(r.created_at),
+                "actor": r.actor.email if r.actor else None,
+                "reason": r.reason,
+            }
+            for r in revs
+        ]
+    )
+
+
+@bp.post("/installations/<int:installation_id>/rollback")
+@document(
+    summary="Restore an earlier revision (default: the previous one)",
+    tags=["Installations"],
+    request={
+        "application/json": {"type": "object", "properties": {"revision": {"type": "integer"}}}
+    },
+    responses={
+        200: schemas.INSTALLATION,
+        404: _NOT_FOUND,
+        409: "A dependent would break, or the installation changed meanwhile.",
+        422: "No such revision, or its configuration no longer validates.",
+    },
+)
+def rollback(installation_id: int):
+    actor = current_actor()
+    body = request.get_json(silent=True) if request.data else {}
+    if not isinstance(body, dict):
+        raise ValidationFailed(
+            "The body must be a JSON object.", errors=[{"pointer": "", "message": "an object"}]
+        )
+    revision = body.get("revision")
+    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
+        raise ValidationFailed(
+            "Invalid revision.", errors=[{"pointer": "/revision", "message": "an integer"}]
+        )
+    inst = lifecycle.rollback_installation(installation_id, revision, actor=actor)
+    return jsonify(installation_json(inst))
+
+
+@bp.get("/installations/<int:installation_id>/config")
+@document(
+    summary="The configuration itself, secrets included, for the module's runtime",
+    tags=["Runtime"],
+    parameters=[{"name": "If-None-Match", "in": "header", "schema": {"type": "string"}}],
+    responses={
+        200: {"type": "object"},
+        304: "Unchanged since the ETag sent.",
+        403: "Platform admins (runtime configuration is for the owning company).",
+        404: _NOT_FOUND,
+    },
+)
+def runtime_config(installation_id: int):
+    inst = lifecycle.runtime_installation(installation_id, actor=current_actor())
+    resp = jsonify(inst.config or {})
+    resp.set_etag(f"{inst.id}-r{inst.revision}")
+    resp.headers["Cache-Control"] = "private, no-cache"
+    return resp.make_conditional(request)
+
+
+@bp.post("/installations/<int:installation_id>/heartbeat")
+@document(
+    summary="A runtime reports its health",
+    tags=["Runtime"],
+    request={"application/json": schemas.HEARTBEAT},
+    responses={
+        204: "Recorded.",
+        403: "Platform admins.",
+        404: _NOT_FOUND,
+        422: "Unknown status.",
+    },
+)
+def heartbeat(installation_id: int):
+    actor = current_actor()
+    body = json_body()
+    status = body.get("status")
+    if not isinstance(status, str):
+        raise ValidationFailed(
+            "Send a status.", errors=[{"pointer": "/status", "message": "is required"}]
+        )
+    lifecycle.record_heartbeat(installation_id, status, body.get("message"), actor=actor)
+    return "", 204

@@ -1,0 +1,47 @@
+"""Health of installations: one place that records a new status, its history and event."""
+
+from __future__ import annotations
+
+from portal import events
+from portal.extensions import db
+from portal.models import HealthChange, Installation, User
+from portal.models.base import utcnow
+
+
+def record_health(
+    inst: Installation,
+    status: str,
+    message: str | None,
+    latency_ms: int | None,
+    source: str,
+    *,
+    actor: User | None = None,
+) -> bool:
+    """Set the installation's health inside the caller's unit of work; a change of status
+    adds a history row and an `installation.health_changed` event. Returns True on change."""
+    previous = inst.health_status
+    inst.health_status = status
+    inst.health_message = message
+    inst.health_latency_ms = latency_ms
+    inst.health_checked_at = utcnow()
+    if previous == status:
+        return False
+    db.session.add(
+        HealthChange(
+            installation_id=inst.id,
+            from_status=previous,
+            to_status=status,
+            source=source,
+            message=message,
+            latency_ms=latency_ms,
+        )
+    )
+    events.record_event(
+        events.INSTALLATION_HEALTH_CHANGED,
+        actor=actor,
+        company=inst.company.slug,
+        module=inst.release,
+        installation_id=inst.id,
+        data={"from": previous, "to": status, "source": source, "message": message},
+    )
+    return True

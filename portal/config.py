@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -39,11 +40,43 @@ class Config:
         self.SERVICE_REGISTRY_URL = env.get("SERVICE_REGISTRY_URL") or None
         self.SERVICE_PUBLIC_URL = env.get("SERVICE_PUBLIC_URL", "http://127.0.0.1:8005")
         self.AUTH_SERVICE_URL = env.get("AUTH_SERVICE_URL") or None
+        # The platform auth service's tokens (RS256/ES256), verified against its key set.
+        self.AUTH_JWKS_URL = env.get("AUTH_JWKS_URL") or (
+            self.AUTH_SERVICE_URL.rstrip("/") + "/.well-known/jwks.json"
+            if self.AUTH_SERVICE_URL
+            else None
+        )
+        self.AUTH_ISSUER = env.get("AUTH_ISSUER") or None
+        self.AUTH_AUDIENCE = env.get("AUTH_AUDIENCE", "module-registry")
+        self.AUTH_ALGORITHMS = [
+            a.strip() for a in env.get("AUTH_ALGORITHMS", "RS256,ES256").split(",") if a.strip()
+        ]
+        self.AUTH_JWKS_CACHE_SECONDS = _int("AUTH_JWKS_CACHE_SECONDS", 300)
+        self.AUTH_JWKS_REFRESH_COOLDOWN = _int("AUTH_JWKS_REFRESH_COOLDOWN", 10)
+        self.SERVICE_REGISTRY_REGISTER_PATH = env.get(
+            "SERVICE_REGISTRY_REGISTER_PATH", "/api/v1/services/register"
+        )
+        self.SERVICE_REGISTRY_DEREGISTER_PATH = env.get(
+            "SERVICE_REGISTRY_DEREGISTER_PATH", "/api/v1/services/{name}"
+        )
+        self.SERVICE_REGISTRY_RENEW_SECONDS = _int("SERVICE_REGISTRY_RENEW_SECONDS", 30)
         self.MAX_MODULE_SIZE_MB = _int("MAX_MODULE_SIZE_MB", 50)
         self.MODULE_STORAGE_PATH = env.get(
             "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")
         )
         self.PORT = _int("PORT", 8005)
+        # Active health checks (issue 7). Endpoint URLs must resolve inside these CIDRs
+        # (link-local and cloud metadata addresses are refused whatever they say); by
+        # default loopback and the private ranges, in production the private ranges only.
+        self.HEALTH_CHECK_ALLOWED_NETWORKS = env.get("HEALTH_CHECK_ALLOWED_NETWORKS") or ",".join(
+            ([] if production else ["127.0.0.0/8", "::1/128"])
+            + ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        )
+        self.HEALTH_CHECK_DEFAULT_INTERVAL = _int("HEALTH_CHECK_DEFAULT_INTERVAL", 60)
+        self.HEALTH_CHECK_DEFAULT_TIMEOUT = _int("HEALTH_CHECK_DEFAULT_TIMEOUT", 3)
+        # Checks in flight at once: enough that a tenth of 1,000 endpoints hanging for the
+        # whole timeout still fit in one wave.
+        self.HEALTH_CHECK_CONCURRENCY = _int("HEALTH_CHECK_CONCURRENCY", 128)
         self.JWT_AUDIENCE = env.get("JWT_AUDIENCE", "module-registry")
         self.JWT_TTL_SECONDS = _int("JWT_TTL_SECONDS", 3600)
         self.SQLALCHEMY_ENGINE_OPTIONS: dict = {}
@@ -61,6 +94,13 @@ class Config:
         """Fail fast on settings that must never reach production."""
         if self.ENVIRONMENT == "production" and self.SECRET_KEY == DEFAULT_SECRET_KEY:
             raise RuntimeError("SECRET_KEY must be set when ENVIRONMENT=production.")
+        for cidr in filter(str.strip, self.HEALTH_CHECK_ALLOWED_NETWORKS.split(",")):
+            try:
+                ipaddress.ip_network(cidr.strip(), strict=False)
+            except ValueError as exc:
+                raise RuntimeError(
+                    f"HEALTH_CHECK_ALLOWED_NETWORKS: {cidr.strip()!r} is not a CIDR."
+                ) from exc
 
 
 class TestConfig(Config):

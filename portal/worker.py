@@ -10,6 +10,7 @@ from flask import current_app
 
 from portal.events import Relay
 from portal.redis_client import get_redis
+from portal.scheduler import HealthScheduler
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,17 @@ def run_worker(*, once: bool = False) -> None:
     app = current_app._get_current_object()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
     relay = build_relay(app)
+    scheduler = HealthScheduler(app)
     if once:
+        report = scheduler.sweep_once()
+        scheduler.release()
+        log.info(
+            "health sweep: %d checked %s, %d silent, %d changed",
+            report.probed,
+            report.statuses,
+            report.silenced,
+            report.changed,
+        )
         if relay:
             log.info("relay published %d events", relay.drain())
         return
@@ -47,6 +58,18 @@ def run_worker(*, once: bool = False) -> None:
         log.info("REDIS_URL is not set: events stay in the database")
     else:
         threads.append(threading.Thread(target=_in_app(app, relay.run, stop), name="relay"))
+    threads.append(threading.Thread(target=scheduler.run, args=(stop,), name="health-scheduler"))
+    if app.config.get("SERVICE_REGISTRY_URL"):
+        from portal.services.registry import RegistryClient, run_registration
+
+        client = RegistryClient(app.config)
+        renew = app.config["SERVICE_REGISTRY_RENEW_SECONDS"]
+        threads.append(
+            threading.Thread(
+                target=lambda: run_registration(app, stop, client, renew_seconds=renew),
+                name="service-registry",
+            )
+        )
     for thread in threads:
         thread.start()
     log.info("worker running (%s)", ", ".join(t.name for t in threads) or "no jobs")

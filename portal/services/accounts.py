@@ -166,7 +166,18 @@ def issue_jwt(user: User) -> dict:
 
 
 def _user_from_jwt(token: str) -> User:
+    """Our own HS256 tokens, or the platform auth service's (RS256/ES256 by its key set).
+    The header's algorithm picks the path, and each path accepts only its own family, so a
+    token signed with HMAC over the public key can never pass as the auth service's."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"The token is not valid: {exc}.") from exc
     config = current_app.config
+    if header.get("alg") in config["AUTH_ALGORITHMS"] and config.get("AUTH_JWKS_URL"):
+        from portal.services.platform_auth import user_from_platform_token
+
+        return user_from_platform_token(token, header)
     try:
         claims = jwt.decode(
             token,

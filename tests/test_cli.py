@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from portal.extensions import db
-from portal.models import Company, User
+from portal.models import Company, Installation, ModuleRelease, User
 from portal.services import accounts
-from portal.services.demo import DEMO_PASSWORD, DEMO_USERS
+from portal.services.demo import (
+    DEMO_INSTALLATIONS,
+    DEMO_PASSWORD,
+    DEMO_RELEASES,
+    DEMO_USERS,
+)
 from tests.helpers import count
 
 
@@ -60,6 +65,9 @@ def test_seed_demo_is_idempotent_and_every_demo_account_signs_in(app, client):
     assert second.exit_code == 0
     with app.app_context():
         assert count(User) == len(DEMO_USERS)
+        # A living marketplace: approved modules, one waiting for review, an installation.
+        assert count(ModuleRelease) == len(DEMO_RELEASES)
+        assert count(Installation) >= len(DEMO_INSTALLATIONS)
         for email, role, _company in DEMO_USERS:
             assert accounts.authenticate(email, DEMO_PASSWORD).role == role
         db.session.remove()

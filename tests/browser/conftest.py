@@ -107,6 +107,6 @@ def context(new_context):
 def demo_people(app):
     """The demo companies and accounts (`flask seed-demo`); password demo.DEMO_PASSWORD."""
     with app.app_context():
-        demo.seed()
+        demo.seed_accounts()
         db.session.remove()
     return {email: role for email, role, _company in demo.DEMO_USERS}

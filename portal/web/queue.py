@@ -139,7 +139,7 @@ def _next_after(release: ModuleRelease, remaining: list[ModuleRelease]):
 
 @bp.app_template_filter("time_ago")
 def time_ago(moment: datetime, now: datetime | None = None) -> str:
-    """ "3 hours ago": the largest whole unit of the time elapsed."""
+    """The time elapsed in its largest whole unit, such as "3 hours ago"."""
     seconds = int(((now or utcnow()) - moment).total_seconds())
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:

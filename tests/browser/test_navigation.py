@@ -16,9 +16,9 @@ COMPANY_ADMIN = "admin@acme.example.com"
 # The exact links each demo account sees in `nav[aria-label=Main]` (portal/web/nav.py),
 # in order, badge counts stripped. Add a role's new link here when its page lands.
 EXPECTED_NAV = {
-    PLATFORM_ADMIN: ["Marketplace", "API tokens"],
+    PLATFORM_ADMIN: ["Marketplace", "Review queue", "Activity", "API tokens"],
     DEVELOPER: ["Marketplace", "Publish", "API tokens"],
-    COMPANY_ADMIN: ["Marketplace", "API tokens"],
+    COMPANY_ADMIN: ["Marketplace", "Installations", "Activity", "API tokens"],
 }
 
 

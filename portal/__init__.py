@@ -90,7 +90,8 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from portal.api import bp as api_bp
     from portal.extensions import csrf
-    from portal.web import activity, auth, docs, main, modules, publish, service, tokens
+    from portal.web import activity, auth, docs, main, modules, publish, queue, service, tokens
+    from portal.web import installations as installations_pages
 
     app.register_blueprint(service.bp)
     app.register_blueprint(docs.bp)
@@ -99,7 +100,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(tokens.bp)
     app.register_blueprint(publish.bp)
     app.register_blueprint(modules.bp)
+    app.register_blueprint(queue.bp)
     app.register_blueprint(activity.bp)
+    app.register_blueprint(installations_pages.bp)
     csrf.exempt(api_bp)
     app.register_blueprint(api_bp)
 

@@ -129,6 +129,11 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
         (401, 404, 422, 404, 422),
         lambda r, w: {"json": {}},
     ),
+    # The world's installation has no endpoint_url: allowed callers get the 409.
+    "POST /api/v1/installations/<int:installation_id>/health-check": (
+        (401, 404, 409, 404, 409),
+        None,
+    ),
     # Runtime endpoints: any token of the owning company; platform admins 403.
     "GET /api/v1/installations/<int:installation_id>/config": ((401, 200, 200, 404, 403), None),
     "POST /api/v1/installations/<int:installation_id>/heartbeat": (
@@ -142,6 +147,27 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "GET /publish/releases/<int:module_id>/resubmit": ((302, 200, 403, 403, 403), None),
     "POST /publish/releases/<int:module_id>/resubmit": ((302, 303, 403, 403, 403), _same_release),
     "GET /modules/<name>": ((302, 200, 200, 404, 200), None),
+    # The page's package download (session, not bearer): the world's release is acme's.
+    "GET /modules/<name>/<version>/package": ((302, 200, 200, 404, 200), None),
+    # The event log: admins all, company admins their company's; developers 403.
+    "GET /activity": ((302, 403, 200, 200, 200), None),
+    # The approval queue: platform admins only; the world's release is a developer's upload.
+    "GET /admin/queue": ((302, 403, 403, 403, 200), None),
+    "GET /admin/queue/<int:module_id>": ((302, 403, 403, 403, 200), None),
+    "POST /admin/queue/<int:module_id>/approve": ((302, 403, 403, 403, 303), None),
+    "POST /admin/queue/<int:module_id>/reject": (
+        (302, 403, 403, 403, 303),
+        lambda r, w: {"data": {"reason": "Describe the configuration."}},
+    ),
+    # Install pages: company admins for their own company, platform admins for any (they pick
+    # one first). The world's `name` is acme's *pending* release, which nobody can install:
+    # company admins get 404, as if absent; a platform admin without a company gets the
+    # company picker (GET) or 422 (POST: no company named). Developers: 403 (role first).
+    "GET /modules/<name>/install": ((302, 403, 404, 404, 200), None),
+    "POST /modules/<name>/install": ((302, 403, 404, 404, 422), None),
+    "POST /modules/<name>/install/validate": ((302, 403, 404, 404, 422), None),
+    # A company's installations: its own admins and platform admins; others 404; developers 403.
+    "GET /company/<slug>/installations": ((302, 403, 200, 404, 200), None),
     "GET /api/v1/openapi.json": ((200,) * 5, None),
     "GET /docs": ((200,) * 5, None),
     "GET /redoc": ((200,) * 5, None),
@@ -185,6 +211,8 @@ def _world(app) -> SimpleNamespace:
             token_id=token.id,
             module_id=release.id,
             name=release.name,
+            slug="acme",
+            version=release.version,
         )
         db.session.remove()
     return world

@@ -135,6 +135,10 @@ def test_a_manifest_written_as_json_is_validated_and_its_duplicate_keys_refused(
     assert result.exit_code == 1
     assert _lines(result)[0] == "(document): Expecting value (line 2, column 13)"
 
+    deep = _write(tmp_path / "deep.json", "[" * 200_000)
+    result = _run(offline_app, "validate", deep)
+    assert result.exit_code == 1 and "nested too deeply" in result.output
+
 
 def test_a_hostile_package_is_refused_naming_the_entry(offline_app, tmp_path):
     buf = io.BytesIO()

@@ -171,6 +171,16 @@ def _compose(loader: _ManifestLoader) -> tuple[Any, Any, list[Error]]:
             else:
                 root, root_mark, pointer = value, event.start_mark, ""
             if isinstance(value, dict | list):
+                if len(stack) >= _MAX_FLOW_DEPTH:
+                    # Block nesting (`- - - - ...`) too: each level keeps its pointer, so
+                    # unbounded depth costs memory and time quadratic in the size. Well-formed
+                    # YAML, so a 422 at the top-level field that holds it.
+                    field = "/" + pointer.split("/")[1] if pointer.count("/") else pointer
+                    line = event.start_mark.line + 1
+                    message = f"nested more than {_MAX_FLOW_DEPTH} levels deep (line {line})"
+                    raise ValidationFailed(
+                        "The manifest is invalid.", errors=[problem(field, message)]
+                    )
                 stack.append(_Frame(value, pointer))
         if not stack:
             break

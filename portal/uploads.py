@@ -236,7 +236,8 @@ def _too_deep(text: str, limit: int = 200) -> ValidationFailed:
         elif token.endswith(":") and path:
             path[-1] = json.loads(token[:-1].rstrip())
     if len(path) > 1 and path[0] == "manifest":
-        pointer = join_pointer("", path[1])
+        # Into the manifest, as its other errors (a manifest that is a list: its root).
+        pointer = join_pointer("", path[1]) if isinstance(path[1], str) else ""
         message = f"is nested more than {MAX_SCHEMA_DEPTH} levels deep, the most allowed"
     else:
         pointer = join_pointer("", *path[:1])

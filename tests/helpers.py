@@ -39,13 +39,12 @@ def migrate_to_head(app) -> None:
 
 
 def truncate_all(engine) -> None:
+    """Empty every table, children first. DELETE rather than TRUNCATE: a test leaves a
+    handful of rows, and TRUNCATE's per-table file work took ~0.7 s per test on PostgreSQL."""
     tables = [t.name for t in reversed(db.metadata.sorted_tables)]
     with engine.begin() as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                conn.execute(sa.text(f"DELETE FROM {table}"))
+        for table in tables:
+            conn.execute(sa.text(f"DELETE FROM {table}"))
 
 
 def make_people() -> SimpleNamespace:
@@ -214,3 +213,24 @@ def approved_release(
         data["config_schema"] = config_schema
     release = publish_manifest(data, actor_email=actor_email, visibility=visibility)
     return change_status(release.id, "approved", actor=accounts.user_by_email(admin_email))
+
+
+# --- Installations (issue 5): "nothing half-done" ---------------------------------------------
+
+
+def installation_state(app) -> dict:
+    """Rows a failed install or plan must not change: installations (by status), their
+    revisions and outbox events."""
+    from portal.models import Event, Installation, InstallationRevision
+
+    with app.app_context():
+        state = {
+            "installations": sorted(
+                (i.module_name, i.company.slug, i.status, i.revision, i.module_id)
+                for i in db.session.execute(sa.select(Installation)).scalars()
+            ),
+            "revisions": count(InstallationRevision),
+            "events": count(Event),
+        }
+        db.session.remove()
+    return state

@@ -6,7 +6,7 @@ from flask import Blueprint, g, request
 
 from portal.models import User
 from portal.services import accounts
-from portal.services.errors import BadRequest, Unauthorized
+from portal.services.errors import Unauthorized
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -23,11 +23,11 @@ def current_actor() -> User:
 
 
 def json_body() -> dict:
-    """The request body as a JSON object. Raises BadRequest."""
-    data = request.get_json(silent=True, force=True)
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object.")
-    return data
+    """The request body as a JSON object. Raises BadRequest, or ValidationFailed for JSON
+    nested deeper than Python's parser recurses."""
+    from portal.uploads import json_object
+
+    return json_object(request, force=True)
 
 
 from portal.api import (  # noqa: E402,F401  (routes register on bp)

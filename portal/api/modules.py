@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, request, send_file, url_for
 
-from portal.api import bp, current_actor, json_body, schemas
+from portal.api import bp, current_actor, schemas
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import module_json, page_json
 from portal.manifest import manifest_schema
@@ -185,7 +185,7 @@ def download_package(module_id: int):
 )
 def change_status(module_id: int):
     actor = current_actor()
-    body = json_body()
+    body = json_object(request, force=True)  # a deep body is a 422, not a 500
     status, reason = body.get("status"), body.get("reason")
     if not isinstance(status, str) or (reason is not None and not isinstance(reason, str)):
         raise ValidationFailed(

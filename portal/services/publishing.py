@@ -3,6 +3,8 @@ content-addressed store only once everything is checked, and leave it if the row
 
 from __future__ import annotations
 
+import hashlib
+
 import sqlalchemy as sa
 from flask import current_app
 
@@ -21,6 +23,8 @@ from portal.services.uow import unit_of_work
 from portal.versions import Version, sort_key
 
 EDITABLE_FIELDS = ("visibility", "description", "display_name", "category", "tags")
+# The manifest schema's limits, which are also the columns' lengths.
+TEXT_LIMITS = {"description": 500, "display_name": 200, "category": 64}
 
 
 def package_store() -> PackageStore:
@@ -74,6 +78,19 @@ def _check_name_rules(name: str, version: str, publisher: Company) -> None:
             f"{name} {version} exists already.",
             errors=[{"pointer": "/version", "message": "this version exists already"}],
         )
+
+
+def _serialize_claims(name: str) -> None:
+    """Make writers claiming one folded name take turns until their transaction ends.
+
+    SQLite's write transaction (BEGIN IMMEDIATE) already serializes every writer; on
+    PostgreSQL a transaction-level advisory lock keyed by the folded name does, and under
+    READ COMMITTED the checks after it see what the previous holder committed.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"module-name:{fold_name(name)}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
 
 
 def _existing(name: str, version: str) -> int | None:
@@ -144,9 +161,13 @@ def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:
     require_role(actor, "developer", "platform_admin")
     publisher = _publisher_for(actor, sub.publisher)
     checked = read_submission(sub)
-    _check_name_rules(checked.name, checked.version, publisher)
+    _check_name_rules(checked.name, checked.version, publisher)  # answer early, store nothing
     conflict = f"{checked.name} {checked.version} exists already."
     with _StoredPackage(checked), unit_of_work(conflict):
+        # Again, now that claims of this name take turns: two companies racing for one new
+        # name (or look-alikes) both passed the check above, and no constraint stops that.
+        _serialize_claims(checked.name)
+        _check_name_rules(checked.name, checked.version, publisher)
         release = ModuleRelease(
             name=checked.name,
             name_fold=fold_name(checked.name),
@@ -195,12 +216,34 @@ def _metadata_changes(changes: dict) -> dict:
                 or not all(isinstance(t, str) and 0 < len(t) <= 32 for t in value)
             ):
                 errors.append({"pointer": "/tags", "message": "at most 10 short texts"})
-        elif not isinstance(value, str) or (key == "description" and not 0 < len(value) <= 500):
-            errors.append({"pointer": f"/{key}", "message": "must be text (1-500 characters)"})
+        elif key in TEXT_LIMITS and (
+            not isinstance(value, str)
+            or len(value) > TEXT_LIMITS[key]
+            or (key == "description" and not value.strip())
+        ):
+            # Over the column's length PostgreSQL would refuse the row (a 500), SQLite not.
+            limit = TEXT_LIMITS[key]
+            errors.append({"pointer": f"/{key}", "message": f"must be text (1-{limit} characters)"})
         clean[key] = value
     if errors:
         raise ValidationFailed("The changes are invalid.", errors=errors)
     return clean
+
+
+def _check_same_release(checked: CheckedSubmission, release: ModuleRelease) -> None:
+    """A resubmission keeps the name and version; the error points at what differs."""
+    errors = [
+        {"pointer": f"/{key}", "message": f"must be {expected}"}
+        for key, expected, same in (
+            ("name", release.name, checked.name == release.name),
+            ("version", release.version, sort_key(checked.version) == release.version_key),
+        )
+        if not same
+    ]
+    if errors:
+        raise ValidationFailed(
+            "A resubmission keeps the release's name and version.", errors=errors
+        )
 
 
 def update_release(
@@ -216,11 +259,7 @@ def update_release(
         if release.status not in ("pending", "rejected"):
             raise Conflict(f"A {release.status} release's manifest cannot change.")
         checked = read_submission(sub)
-        if (checked.name, sort_key(checked.version)) != (release.name, release.version_key):
-            raise ValidationFailed(
-                "A resubmission keeps the release's name and version.",
-                errors=[{"pointer": "/version", "message": f"must be {release.version}"}],
-            )
+        _check_same_release(checked, release)
     changed = sorted(k for k, v in clean.items() if getattr(release, k) != v)
     guard = _StoredPackage(checked) if checked else _NoPackage()
     with guard, unit_of_work():
@@ -300,11 +339,7 @@ def check_submission(
     if resubmit_of is not None:
         release = resubmittable_release(resubmit_of, actor=actor)
         checked = read_submission(sub)
-        if (checked.name, sort_key(checked.version)) != (release.name, release.version_key):
-            raise ValidationFailed(
-                "A resubmission keeps the release's name and version.",
-                errors=[{"pointer": "/version", "message": f"must be {release.version}"}],
-            )
+        _check_same_release(checked, release)
         return checked
     publisher = _publisher_for(actor, sub.publisher)
     checked = read_submission(sub)

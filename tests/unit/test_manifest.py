@@ -915,3 +915,17 @@ def test_mask_secrets_replaces_present_secrets_on_a_copy():
     }
     assert config["api_key"] == "k" and config["smtp"]["password"] == "p"
     assert "webhook" not in masked
+
+
+def test_block_nesting_is_capped_so_a_deep_document_is_refused_at_once():
+    import time
+
+    from tests.packaging import manifest_yaml
+
+    text = manifest_yaml() + "x-deep:\n  " + "- " * 12000 + "1\n"
+    started = time.monotonic()
+    with pytest.raises(ValidationFailed) as exc:
+        load_manifest_yaml(text)
+    assert time.monotonic() - started < 0.5
+    assert exc.value.errors[0]["pointer"] == "/x-deep"
+    assert "nested more than" in exc.value.errors[0]["message"]

@@ -7,7 +7,7 @@ from flask import jsonify, request
 from portal.api import bp, current_actor, json_body, schemas
 from portal.api.openapi import document
 from portal.api.serializers import installation_json, rfc3339
-from portal.services import lifecycle
+from portal.services import health_checks, lifecycle
 from portal.services.errors import ValidationFailed
 
 _NOT_FOUND = "Absent or another company's."
@@ -128,6 +128,46 @@ def rollback(installation_id: int):
         )
     inst = lifecycle.rollback_installation(installation_id, revision, actor=actor)
     return jsonify(installation_json(inst))
+
+
+HEALTH_CHECK_RESULT = {
+    "type": "object",
+    "required": ["status", "latency_ms", "checked_at", "message"],
+    "properties": {
+        "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+        "latency_ms": {"type": ["integer", "null"]},
+        "checked_at": {"type": "string", "format": "date-time"},
+        "message": {"type": "string"},
+    },
+}
+
+
+@bp.post("/installations/<int:installation_id>/health-check")
+@document(
+    summary="Check the installation's endpoint now (recorded as its health)",
+    description=(
+        "GET endpoint_url + the manifest's health_check.path (default /health) within its "
+        "timeout (default 3 s), no redirects followed, through the outbound guard. 2xx is "
+        "healthy, 2xx slower than half the timeout degraded, anything else unhealthy with "
+        "the reason as the message."
+    ),
+    tags=["Installations"],
+    responses={
+        200: HEALTH_CHECK_RESULT,
+        404: _NOT_FOUND,
+        409: "The installation has no endpoint_url (or is uninstalled).",
+    },
+)
+def health_check(installation_id: int):
+    result = health_checks.check_installation(installation_id, actor=current_actor())
+    return jsonify(
+        {
+            "status": result.status,
+            "latency_ms": result.latency_ms,
+            "checked_at": rfc3339(result.checked_at),
+            "message": result.message,
+        }
+    )
 
 
 @bp.get("/installations/<int:installation_id>/config")

@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from flask import current_app
 
 from portal import events
 from portal.config_schema import mask_secrets, validate_config
 from portal.extensions import db
 from portal.models import Company, Installation, InstallationRevision, ModuleRelease, User
 from portal.models.base import utcnow
+from portal.services import outbound
 from portal.services.access import acting_company, is_admin
 from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
 from portal.services.paging import Page, paginate
@@ -114,6 +116,22 @@ def _check_endpoint_url(url: str | None) -> str | None:
             "Invalid endpoint URL.",
             errors=[{"pointer": "/endpoint_url", "message": "at most 2048 characters"}],
         )
+    # The outbound guard (issue 7): refuse now an endpoint the health checks would refuse.
+    # A name that does not resolve here is kept (it may resolve only where the runtime
+    # lives); every check resolves and verifies it again.
+    try:
+        outbound.check_url(
+            url,
+            allowed_networks=outbound.allowed_networks_from(current_app.config),
+            resolve_timeout=outbound.SAVE_RESOLVE_TIMEOUT,
+        )
+    except outbound.OutboundRefused as exc:
+        raise ValidationFailed(
+            f"The endpoint URL is not allowed: {exc}.",
+            errors=[{"pointer": "/endpoint_url", "message": str(exc)}],
+        ) from exc
+    except outbound.HostNotResolved:
+        pass
     return url
 
 
@@ -182,6 +200,7 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
     }
     previous = {s.module: _previous_record(company, s.module) for s in plan.changes}
     installed = installed_modules(company)
+    _check_plan_current(company, plan, installed)
     configs = {}
     for step in plan.changes:
         release = releases[step.module_id]
@@ -196,7 +215,9 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
         label = "" if step.module == plan.requested else f"dependency {step.module}"
         configs[step.module] = check_config(release, given, label=label)
     created, main = [], None
-    with unit_of_work(f"{plan.requested} was installed for {company.slug} meanwhile."):
+    changing = ", ".join(s.module for s in plan.changes)
+    with unit_of_work(f"{company.slug}'s {changing} changed meanwhile; nothing was installed."):
+        _check_plan_current(company, plan)
         for step in plan.changes:
             release = releases[step.module_id]
             if step.action == "upgrade":
@@ -220,6 +241,36 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
             else:
                 created.append(inst)
     return main, created
+
+
+def _check_plan_current(company: Company, plan: Plan, installed: dict | None = None) -> None:
+    """Raise Conflict unless the company's installed modules are still those the plan was
+    made against (another request may have installed, upgraded or removed one meanwhile).
+
+    `installed` None reads afresh: inside the unit of work on SQLite that read holds the
+    write lock, so the answer is exact; on PostgreSQL a concurrent install of the same
+    module is still caught by the unique index on active installations (a 409 too)."""
+    names = [s.module for s in plan.steps]
+    if installed is not None:
+        now = {n: i.release.version for n, i in installed.items() if n in names}
+    else:
+        now = dict(
+            db.session.execute(
+                sa.select(Installation.module_name, ModuleRelease.version)
+                .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
+                .where(
+                    Installation.company_id == company.id,
+                    Installation.status == "installed",
+                    Installation.module_name.in_(names),
+                )
+            ).all()
+        )
+    changed = [s.module for s in plan.steps if now.get(s.module) != s.installed_version]
+    if changed:
+        raise Conflict(
+            f"{', '.join(changed)} changed for {company.slug} meanwhile (installed, upgraded "
+            "or removed by another request); nothing was installed. Ask for the plan again."
+        )
 
 
 def _create(company, release, config, previous, actor, endpoint_url=None) -> Installation:

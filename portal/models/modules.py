@@ -119,20 +119,26 @@ class StatusChange(db.Model):
 
 def search_document(table=None):
     """The weighted full-text document of a release (PostgreSQL): name and display name
-    weigh most, then tags, then the description. Shared by the GIN index and the search
+    weigh most, then tags, then the description. Shared by the GIN index (migration 0007)
+    and the search
     query, so the planner can use the index."""
     cols = (table if table is not None else ModuleRelease.__table__).c
+    # One configuration for all fields: the query's prefix terms must meet the same
+    # (unstemmed) lexemes; an English-stemmed description never matched "recipe:*".
     simple = sa.literal_column("'simple'::regconfig")
-    english = sa.literal_column("'english'::regconfig")
 
     def weighted(config, text, weight):
-        return sa.func.setweight(sa.func.to_tsvector(config, text), weight)
+        # A literal, not a bound parameter: setweight() takes "char", and the planner only
+        # matches the index when the expressions are written alike.
+        return sa.func.setweight(
+            sa.func.to_tsvector(config, text), sa.literal_column(f"'{weight}'")
+        )
 
     return (
         weighted(simple, cols.name, "A")
         .op("||")(weighted(simple, sa.func.coalesce(cols.display_name, ""), "A"))
         .op("||")(weighted(simple, sa.func.coalesce(sa.cast(cols.tags, sa.Text), ""), "B"))
-        .op("||")(weighted(english, cols.description, "C"))
+        .op("||")(weighted(simple, cols.description, "C"))
     )
 
 

@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/run_all.py            # all of them
     .venv/bin/python bench/run_all.py relay      # only the named ones
+    .venv/bin/python bench/run_all.py upload     # (bench/upload.py; its gunicorn app,
+                                                 # bench/_upload_app.py, is skipped)
 
 Each script prints its own summary and writes its JSON under bench/out/. Exits non-zero
 if any benchmark failed to run (missing its target is reported, not a failure).
@@ -18,9 +20,9 @@ BENCH = Path(__file__).resolve().parent
 
 
 def benchmarks() -> list[Path]:
-    return sorted(
-        p for p in BENCH.glob("*.py") if p.name != Path(__file__).name and not p.name.startswith("_")
-    )
+    """Every bench/*.py but this runner and private helpers (a leading underscore)."""
+    this = Path(__file__).name
+    return sorted(p for p in BENCH.glob("*.py") if p.name != this and not p.name.startswith("_"))
 
 
 def main(argv: list[str]) -> int:

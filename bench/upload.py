@@ -17,12 +17,16 @@ in the same run:
   headers within 20 ms. The downloaded bytes' SHA256 is checked against the upload's.
 
     .venv/bin/python bench/upload.py [--database-url URL | sqlite] [--size-mb 50]
-        [--repeats 3] [--downloads 5] [--variants NAME,...]
+        [--repeats 3] [--downloads 5] [--profile] [--variants NAME,... [--variants ...]]
 
 A PostgreSQL URL names the server: a fresh database is created there and dropped at the
 end. `sqlite` uses a temporary SQLite file. gunicorn, the database and the temp folders
 (packages, store, instance) are removed at the end, even on failure. Results go to
-bench/out/upload.json, one entry per database (and per --variants set).
+bench/out/upload.json, one entry per database (and per set of configurations).
+
+--variants patches proposed app changes (PROPOSALS below; portal/ is not edited) into a
+gunicorn of its own; given several times, the configurations run side by side in one run,
+uploads and downloads alternating between them, so they see the same machine load.
 """
 
 from __future__ import annotations
@@ -363,27 +367,15 @@ def upload(
                     conn.send(chunk)
                 conn.send(epilogue)
             except OSError as exc:  # the server answered early: show its answer
-                answer = _early_answer(conn)
-                raise RuntimeError(f"upload of {filename}: {exc}: {answer}{_hint(answer)}") from exc
+                raise RuntimeError(f"upload of {filename}: {exc}: {_early_answer(conn)}") from exc
             resp = conn.getresponse()
             body = resp.read()
             elapsed = time.perf_counter() - started
     finally:
         conn.close()
     if resp.status != 201:
-        answer = f"{resp.status} {body[:500]!r}"
-        raise RuntimeError(f"upload of {filename}: {answer}{_hint(answer)}")
+        raise RuntimeError(f"upload of {filename}: {resp.status} {body[:500]!r}")
     return elapsed, json.loads(body), parse_timings(resp.getheader("X-Bench-Timings"))
-
-
-def _hint(answer: str) -> str:
-    if not answer.startswith("413"):
-        return ""
-    return (
-        "\n  (werkzeug's multipart decoder refuses each chunk over MAX_FORM_MEMORY_SIZE,"
-        " 500 kB, and portal/uploads.py feeds it 1 MiB reads: see PROPOSALS in"
-        " bench/upload.py; --variants form-limit measures the proposed fix)"
-    )
 
 
 def _early_answer(conn: http.client.HTTPConnection) -> str:
@@ -432,111 +424,149 @@ def download(
 # --- runs ----------------------------------------------------------------------------------
 
 
-def run_uploads(server: Server, token: str, work: Path, args) -> tuple[dict, dict]:
-    """Every repetition uploads a freshly built zip and tar.gz (new version, new digest).
-    Returns (per-kind results, per-kind last package: path, sha256, id)."""
+def label_of(variants: list[str]) -> str:
+    return "+".join(variants) if variants else "committed"
+
+
+def run_uploads(servers: dict[str, Server], token: str, work: Path, args) -> tuple[dict, dict]:
+    """Every repetition uploads a freshly built zip and tar.gz (new version, new digest) to
+    each server, alternating which server goes first. Returns (results by server and kind,
+    the last package of each server and kind: path, sha256, id)."""
     member_size = args.size_mb * MIB // MEMBERS
     blobs = [os.urandom(member_size) for _ in range(MEMBERS)]
-    results: dict[str, dict] = {
-        kind: {"upload_s": [], "openssl_s": [], "memory": [], "server_ms": [], "size": []}
-        for kind in KINDS
+    results = {
+        label: {
+            kind: {"upload_s": [], "openssl_s": [], "memory": [], "server_ms": [], "size": []}
+            for kind in KINDS
+        }
+        for label in servers
     }
-    last: dict[str, dict] = {}
+    last: dict[str, dict[str, dict]] = {label: {} for label in servers}
+    order = list(servers.items())
     for rep in range(args.repeats):
+        turn = order[rep % len(order) :] + order[: rep % len(order)]
         for kind in KINDS:
-            name = f"bench-{kind.replace('.', '')}"
-            version = f"1.{rep}.0"
-            path = work / f"{name}-{version}.{kind}"
-            build_package(kind, path, name, version, blobs)
-            sha = file_sha256(path)  # also leaves the file in the page cache for both sides
-            openssl = min(openssl_seconds(path) for _ in range(3))
-            time.sleep(0.2)  # let the worker settle before its idle size is read
-            sampler = RssSampler(server.worker_pid)
-            sampler.start()
-            try:
-                seconds, body, timings = upload(server.port, token, path, path.name)
-            finally:
-                memory = sampler.finish()
-            if body["package"]["sha256"] != sha:
-                raise AssertionError(f"{path.name}: stored sha256 {body['package']['sha256']}")
-            row = results[kind]
-            row["upload_s"].append(seconds)
-            row["openssl_s"].append(openssl)
-            row["memory"].append(memory)
-            row["server_ms"].append(timings)
-            row["size"].append(path.stat().st_size)
-            print(
-                f"  rep {rep + 1} {kind:<7} {path.stat().st_size / MIB:6.1f} MiB  "
-                f"upload {seconds * 1000:7.1f} ms  openssl {openssl * 1000:6.1f} ms  "
-                f"ratio {seconds / openssl:5.2f}  +{memory['delta_mb']:.1f} MB RSS  "
-                f"server {_timings_text(timings)}",
-                flush=True,
-            )
-            if kind in last:
-                last[kind]["path"].unlink()
-            last[kind] = {"path": path, "sha256": sha, "id": body["id"]}
+            for label, server in turn:
+                index = list(servers).index(label)
+                name = f"bench-{kind.replace('.', '')}"
+                version = f"1.{rep}.{index}"
+                path = work / f"{name}-{version}.{kind}"
+                build_package(kind, path, name, version, blobs)
+                sha = file_sha256(path)  # also leaves the file in the page cache
+                os.sync()  # no writeback of earlier files competes with what is timed
+                openssl = [openssl_seconds(path) for _ in range(3)]
+                time.sleep(0.2)  # let the worker settle before its idle size is read
+                sampler = RssSampler(server.worker_pid)
+                sampler.start()
+                try:
+                    seconds, body, timings = upload(server.port, token, path, path.name)
+                finally:
+                    memory = sampler.finish()
+                if body["package"]["sha256"] != sha:
+                    raise AssertionError(f"{path.name}: stored as {body['package']['sha256']}")
+                row = results[label][kind]
+                row["upload_s"].append(seconds)
+                row["openssl_s"].append(openssl)
+                row["memory"].append(memory)
+                row["server_ms"].append(timings)
+                row["size"].append(path.stat().st_size)
+                baseline = statistics.median(openssl)
+                print(
+                    f"  rep {rep + 1} {_config(label, servers)}{kind:<7} "
+                    f"upload {seconds * 1000:7.1f} ms  openssl {baseline * 1000:6.1f} ms  "
+                    f"ratio {seconds / baseline:5.2f}  +{memory['delta_mb']:.1f} MB RSS  "
+                    f"server {_timings_text(timings)}",
+                    flush=True,
+                )
+                if kind in last[label]:
+                    last[label][kind]["path"].unlink()
+                last[label][kind] = {"path": path, "sha256": sha, "id": body["id"]}
     return results, last
 
 
-def run_downloads(server: Server, token: str, last: dict, count: int) -> dict:
-    """App download and bare send_file of the same bytes, alternating, after one warm-up
-    of each (untimed)."""
-    results = {}
+def _config(label: str, servers: dict) -> str:
+    return f"{label:<{max(len(x) for x in servers)}}  " if len(servers) > 1 else ""
+
+
+def run_downloads(servers: dict[str, Server], token: str, last: dict, count: int) -> dict:
+    """App download and bare send_file of the same bytes, alternating (and alternating
+    kinds and servers), after one untimed warm-up of each."""
     auth = {"Authorization": f"Bearer {token}"}
-    buf = bytearray(max(p["path"].stat().st_size for p in last.values()))
-    for kind, package in last.items():
-        targets = {
-            "app": (f"/api/v1/modules/{package['id']}/package", auth),
-            "raw": (f"/bench/raw/{package['path'].name}", {}),
+    sizes = [p["path"].stat().st_size for packages in last.values() for p in packages.values()]
+    buf = bytearray(max(sizes))
+    times = {
+        label: {
+            kind: {side: {"first_s": [], "total_s": [], "server_ms": []} for side in ("app", "raw")}
+            for kind in KINDS
         }
-        times: dict[str, dict[str, list]] = {
-            side: {"first_s": [], "total_s": [], "server_ms": []} for side in targets
-        }
-        sampler = RssSampler(server.worker_pid)
+        for label in servers
+    }
+    os.sync()
+    samplers = {label: RssSampler(server.worker_pid) for label, server in servers.items()}
+    for sampler in samplers.values():
         sampler.start()
-        try:
-            for rep in range(count + 1):
-                for side, (target, headers) in targets.items():
-                    first, total, sha, timings = download(server.port, target, headers, buf)
-                    if sha != package["sha256"]:
-                        raise AssertionError(f"GET {target}: sha256 {sha} != {package['sha256']}")
-                    if rep:
-                        times[side]["first_s"].append(first)
-                        times[side]["total_s"].append(total)
-                        times[side]["server_ms"].append(timings.get("app"))
-        finally:
-            memory = sampler.finish()
-        results[kind] = {**times, "memory": memory}
-        app, raw = times["app"], times["raw"]
-        print(
-            f"  {kind:<7} app {statistics.median(app['total_s']) * 1000:6.1f} ms "
-            f"(headers {statistics.median(app['first_s']) * 1000:5.1f} ms, in the view "
-            f"{statistics.median(app['server_ms']):4.1f} ms)   "
-            f"send_file {statistics.median(raw['total_s']) * 1000:6.1f} ms "
-            f"(headers {statistics.median(raw['first_s']) * 1000:5.1f} ms)",
-            flush=True,
-        )
-    return results
+    try:
+        for rep in range(count + 1):
+            for kind in KINDS:
+                for label, server in servers.items():
+                    package = last[label][kind]
+                    targets = {
+                        "app": (f"/api/v1/modules/{package['id']}/package", auth),
+                        "raw": (f"/bench/raw/{package['path'].name}", {}),
+                    }
+                    for side, (target, headers) in targets.items():
+                        first, total, sha, timings = download(server.port, target, headers, buf)
+                        if sha != package["sha256"]:
+                            raise AssertionError(f"GET {target}: sha256 {sha}")
+                        if rep:
+                            row = times[label][kind][side]
+                            row["first_s"].append(first)
+                            row["total_s"].append(total)
+                            row["server_ms"].append(timings.get("app"))
+    finally:
+        memory = {label: sampler.finish() for label, sampler in samplers.items()}
+    for kind in KINDS:
+        for label in servers:
+            app, raw = times[label][kind]["app"], times[label][kind]["raw"]
+            print(
+                f"  {_config(label, servers)}{kind:<7} app "
+                f"{statistics.median(app['total_s']) * 1000:6.1f} ms (headers "
+                f"{statistics.median(app['first_s']) * 1000:5.1f} ms, in the view "
+                f"{statistics.median(app['server_ms']):4.1f} ms)   send_file "
+                f"{statistics.median(raw['total_s']) * 1000:6.1f} ms (headers "
+                f"{statistics.median(raw['first_s']) * 1000:5.1f} ms)",
+                flush=True,
+            )
+    # The worker's RSS is sampled over all of its downloads, both kinds.
+    return {
+        label: {kind: {**times[label][kind], "memory": memory[label]} for kind in KINDS}
+        for label in servers
+    }
 
 
-def run_profiles(server: Server, token: str, work: Path, profile_dir: Path, size_mb: int) -> None:
-    """One more upload of each kind and one download, under cProfile in the worker."""
+def run_profiles(
+    servers: dict[str, Server], token: str, work: Path, profile_dir: Path, size_mb: int
+) -> None:
+    """One more upload of each kind and its download per server, under cProfile."""
     import pstats
 
     blobs = [os.urandom(size_mb * MIB // MEMBERS) for _ in range(MEMBERS)]
     auth = {"Authorization": f"Bearer {token}"}
-    for kind in KINDS:
-        name = f"bench-{kind.replace('.', '')}"
-        path = work / f"{name}-9.0.0.{kind}"
-        build_package(kind, path, name, "9.0.0", blobs)
-        label = f"upload-{kind.replace('.', '')}"
-        _s, body, _t = upload(server.port, token, path, path.name, {"X-Bench-Profile": label})
-        buf = bytearray(path.stat().st_size)
-        headers = {**auth, "X-Bench-Profile": f"download-{kind.replace('.', '')}"}
-        download(server.port, f"/api/v1/modules/{body['id']}/package", headers, buf)
-        path.unlink()
+    for index, server in enumerate(servers.values()):
+        for kind in KINDS:
+            short = kind.replace(".", "")
+            path = work / f"bench-{short}-9.0.{index}.{kind}"
+            build_package(kind, path, f"bench-{short}", f"9.0.{index}", blobs)
+            tag = {"X-Bench-Profile": f"{index}-upload-{short}"}
+            _s, body, _t = upload(server.port, token, path, path.name, tag)
+            buf = bytearray(path.stat().st_size)
+            headers = {**auth, "X-Bench-Profile": f"{index}-download-{short}"}
+            download(server.port, f"/api/v1/modules/{body['id']}/package", headers, buf)
+            path.unlink()
+    labels = list(servers)
     for stats_file in sorted(profile_dir.glob("*.prof")):
-        print(f"\ncProfile of {stats_file.stem} in the worker (top 15 by own time):")
+        index, what = stats_file.stem.split("-", 1)
+        print(f"\ncProfile of {what} in the worker of {labels[int(index)]} (top 15, own time):")
         out = io.StringIO()
         pstats.Stats(str(stats_file), stream=out).sort_stats("tottime").print_stats(15)
         print(out.getvalue().split("\n", 4)[-1].rstrip())
@@ -547,64 +577,6 @@ def _timings_text(timings: dict[str, float]) -> str:
 
 
 # --- proposed app changes (measured with --variants; portal/ is not edited here) -----------
-
-# Why the app as committed fails here: werkzeug's MultipartDecoder.receive_data refuses
-# (413) any single chunk it is fed that is larger than max_form_memory_size, file parts
-# included, and Flask's MAX_FORM_MEMORY_SIZE defaults to 500,000 bytes. portal/uploads.py
-# feeds it 1 MiB reads, so every package over ~490 KB is refused with "The upload exceeds
-# 60 MB". Both proposals fix that; they differ in what they keep.
-
-
-def _propose_form_limit() -> None:
-    """Keep the 1 MiB reads; give the decoder a limit of at least one read plus slack.
-
-    portal/uploads.py, in _FormDataParser._parse_multipart:
-
-        limit = self.max_form_memory_size
-        if limit is not None:
-            # The decoder applies this to each chunk it is fed (file parts too), so it
-            # must take one whole read; text fields may then reach ~1 MiB, not 500 kB.
-            limit = max(limit, READ_SIZE + 64 * 1024)
-        parser = MultiPartParser(..., max_form_memory_size=limit, ...)
-    """
-    from werkzeug.formparser import MultiPartParser
-
-    import portal.uploads as uploads
-
-    def _parse_multipart(self, stream, mimetype, content_length, options):
-        limit = self.max_form_memory_size
-        if limit is not None:
-            limit = max(limit, uploads.READ_SIZE + 64 * 1024)
-        parser = MultiPartParser(
-            stream_factory=self.stream_factory,
-            max_form_memory_size=limit,
-            max_form_parts=self.max_form_parts,
-            cls=self.cls,
-            buffer_size=uploads.READ_SIZE,
-        )
-        boundary = options.get("boundary", "").encode("ascii")
-        if not boundary:
-            raise ValueError("Missing boundary")
-        form, files = parser.parse(stream, boundary, content_length)
-        return stream, form, files
-
-    uploads._FormDataParser._parse_multipart = _parse_multipart
-
-
-def _propose_reads(size: int):
-    """Keep the 500 kB limit on text fields; read the body in pieces that fit under it.
-
-    portal/uploads.py: READ_SIZE = 448 * 1024 (or, in _parse_multipart,
-    buffer_size=min(READ_SIZE, self.max_form_memory_size - 64 * 1024)).
-    """
-
-    def apply() -> None:
-        import portal.uploads as uploads
-
-        uploads.READ_SIZE = size  # _parse_multipart reads the global at each request
-
-    apply.__doc__ = _propose_reads.__doc__
-    return apply
 
 
 def _propose_hash_thread() -> None:
@@ -676,11 +648,84 @@ def _propose_hash_thread() -> None:
     uploads.HashingUpload.close = close_after_hashing
 
 
+def _propose_tar_bufsize() -> None:
+    """Let tarfile read the gunzipped stream 256 KiB at a time, not 10 KiB.
+
+    tarfile's stream mode ("r|") reads its fileobj in bufsize pieces (default 10,240
+    bytes). _GunzipStream.read(n) then inflates at most n bytes out of a 1 MiB input
+    piece and keeps the rest as `unconsumed_tail`, a fresh copy of up to 1 MiB on each of
+    ~100 calls per input piece: about 50 MB copied per MB of package. portal/packages.py,
+    in _read_tar_gz:
+
+        # Well under TAR_HEADER_SLACK: tarfile may read one bufsize past a header.
+        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8",
+                          bufsize=256 * 1024) as tf:
+    """
+    import tarfile
+
+    import portal.packages as packages
+
+    real_open = tarfile.open
+
+    class _Tarfile:  # only packages.py sees this stand-in for the tarfile module
+        def __getattr__(self, name):
+            return getattr(tarfile, name)
+
+        @staticmethod
+        def open(*args, **kwargs):
+            kwargs.setdefault("bufsize", 256 * 1024)
+            return real_open(*args, **kwargs)
+
+    packages.tarfile = _Tarfile()
+
+
+def _propose_lean_download() -> None:
+    """Read only the two columns a download needs.
+
+    catalog.get_release loads the whole release (manifest and scan report JSON, the
+    publisher joined) plus a second query for its dependencies (lazy="selectin"), none
+    of which a download uses. portal/services/publishing.py:
+
+        def package_path(module_id: int, *, actor: User):
+            # (row with package_sha256 and package_filename, path). Raises NotFound.
+            release = db.session.execute(
+                sa.select(ModuleRelease.package_sha256, ModuleRelease.package_filename)
+                .where(ModuleRelease.id == module_id, catalog.visibility_clause(actor))
+            ).first()
+            if release is None:
+                raise NotFound("No such module.")
+            ...  # the rest as now
+    """
+    import sqlalchemy as sa
+
+    import portal.services.publishing as publishing
+    from portal.extensions import db
+    from portal.models import ModuleRelease
+    from portal.services import catalog
+    from portal.services.errors import NotFound
+
+    def package_path(module_id: int, *, actor):
+        release = db.session.execute(
+            sa.select(ModuleRelease.package_sha256, ModuleRelease.package_filename).where(
+                ModuleRelease.id == module_id, catalog.visibility_clause(actor)
+            )
+        ).first()
+        if release is None:
+            raise NotFound("No such module.")
+        if not release.package_sha256:
+            raise NotFound("This release has no package.")
+        path = publishing.package_store().path_for(release.package_sha256)
+        if not path.is_file():
+            raise NotFound("The package file is missing.")
+        return release, path
+
+    publishing.package_path = package_path
+
+
 PROPOSALS: dict[str, object] = {
-    "form-limit": _propose_form_limit,
     "hash-thread": _propose_hash_thread,
-    "reads-448k": _propose_reads(448 * 1024),
-    "reads-64k": _propose_reads(64 * 1024),
+    "tar-bufsize": _propose_tar_bufsize,
+    "lean-download": _propose_lean_download,
 }
 
 
@@ -704,16 +749,21 @@ def _ms(values: list[float]) -> dict:
 
 
 def summarize_upload(row: dict) -> dict:
-    upload_s, openssl_s = row["upload_s"], row["openssl_s"]
+    upload_s, openssl_runs = row["upload_s"], row["openssl_s"]
+    # Each upload is paired with the median of the 3 openssl runs on its file, timed just
+    # before it, so both sides of a ratio saw about the same machine load.
+    baselines = [statistics.median(runs) for runs in openssl_runs]
+    ratios = [u / o for u, o in zip(upload_s, baselines, strict=True)]
     steps = sorted({step for t in row["server_ms"] for step in t})
     return {
         "size_bytes": row["size"],
         "upload": _ms(upload_s),
-        "openssl": _ms(openssl_s),
+        "openssl": _ms(baselines),
+        "openssl_runs_ms": [[round(v * 1000, 2) for v in runs] for runs in openssl_runs],
         "ratio": {
-            "best": round(min(upload_s) / min(openssl_s), 3),
-            "median": round(statistics.median(upload_s) / statistics.median(openssl_s), 3),
-            "runs": [round(u / o, 3) for u, o in zip(upload_s, openssl_s, strict=True)],
+            "runs": [round(r, 3) for r in ratios],
+            "best": round(min(ratios), 3),
+            "median": round(statistics.median(ratios), 3),
         },
         "memory": {
             "max_delta_mb": max(m["delta_mb"] for m in row["memory"]),
@@ -729,6 +779,7 @@ def summarize_upload(row: dict) -> dict:
 
 def summarize_download(row: dict) -> dict:
     app, raw = row["app"], row["raw"]
+    ratios = [a / r for a, r in zip(app["total_s"], raw["total_s"], strict=True)]
     return {
         "app": {
             "total": _ms(app["total_s"]),
@@ -736,74 +787,79 @@ def summarize_download(row: dict) -> dict:
             "view_median_ms": statistics.median(app["server_ms"]),
         },
         "send_file": {"total": _ms(raw["total_s"]), "headers": _ms(raw["first_s"])},
+        # Each app download is paired with the send_file right after it.
         "ratio": {
-            "best": round(min(app["total_s"]) / min(raw["total_s"]), 3),
-            "median": round(
-                statistics.median(app["total_s"]) / statistics.median(raw["total_s"]), 3
-            ),
+            "runs": [round(r, 3) for r in ratios],
+            "best": round(min(ratios), 3),
+            "median": round(statistics.median(ratios), 3),
         },
         "memory": row["memory"],
     }
 
 
-def verdicts(result: dict) -> dict[str, bool]:
-    up, down = result["upload"], result["download"]
+def verdicts(upload: dict, download: dict) -> dict[str, bool]:
     return {
-        "upload zip <= 4x openssl (median)": up["zip"]["ratio"]["median"] <= TARGET_UPLOAD_RATIO,
+        "upload zip <= 4x openssl (median)": upload["zip"]["ratio"]["median"]
+        <= TARGET_UPLOAD_RATIO,
         "worker RSS delta < 16 MB (every upload)": all(
             max(u["memory"]["max_delta_mb"], u["memory"]["max_hwm_delta_mb"]) < TARGET_MEMORY_MB
-            for u in up.values()
+            for u in upload.values()
         ),
         "download <= 1.25x send_file (median)": all(
-            d["ratio"]["median"] <= TARGET_DOWNLOAD_RATIO for d in down.values()
+            d["ratio"]["median"] <= TARGET_DOWNLOAD_RATIO for d in download.values()
         ),
         "download headers <= 20 ms (median)": all(
-            d["app"]["headers"]["median_ms"] <= TARGET_FIRST_BYTE_MS for d in down.values()
+            d["app"]["headers"]["median_ms"] <= TARGET_FIRST_BYTE_MS for d in download.values()
         ),
     }
 
 
 def print_summary(result: dict) -> None:
     print()
-    variants = f", variants {'+'.join(result['variants'])}" if result["variants"] else ""
     print(
-        f"Upload benchmark: {result['size_mb']} MiB packages, gunicorn 1 sync worker, "
-        f"{result['database']}{variants},"
+        f"Upload benchmark: {result['size_mb']} MiB packages, gunicorn 1 sync worker per "
+        f"configuration, {result['database']},"
     )
     print(
-        f"  {result['cpus']} CPUs, Python {result['python']}, {result['date']}, "
+        f"  {result['cpus']} CPUs, Python {result['python']}, {result['date']}, 1-minute "
         f"load average {result['loadavg_1m'][0]:.1f} before, {result['loadavg_1m'][1]:.1f} after"
     )
+    configs = result["configs"]
+    width = max(len(label) for label in configs) + 9
     print()
     print(
-        f"  {'upload':<8}{'best ms':>9}{'median':>9}{'openssl':>9}{'ratio':>7}{'median':>8}"
-        f"{'RSS +MB':>9}{'HWM +MB':>9}   server median ms"
+        f"  {'upload':<{width}}{'best ms':>9}{'median':>9}{'openssl':>9}{'ratio':>7}"
+        f"{'median':>8}{'RSS +MB':>9}{'HWM +MB':>9}   server median ms"
     )
-    for kind, row in result["upload"].items():
-        print(
-            f"  {kind:<8}{row['upload']['best_ms']:>9.1f}{row['upload']['median_ms']:>9.1f}"
-            f"{row['openssl']['median_ms']:>9.1f}{row['ratio']['best']:>7.2f}"
-            f"{row['ratio']['median']:>8.2f}{row['memory']['max_delta_mb']:>9.1f}"
-            f"{row['memory']['max_hwm_delta_mb']:>9.1f}   "
-            f"{_timings_text(row['server_median_ms'])}"
-        )
+    for label, config in configs.items():
+        for kind, row in config["upload"].items():
+            print(
+                f"  {label + ' ' + kind:<{width}}{row['upload']['best_ms']:>9.1f}"
+                f"{row['upload']['median_ms']:>9.1f}{row['openssl']['median_ms']:>9.1f}"
+                f"{row['ratio']['best']:>7.2f}{row['ratio']['median']:>8.2f}"
+                f"{row['memory']['max_delta_mb']:>9.1f}{row['memory']['max_hwm_delta_mb']:>9.1f}"
+                f"   {_timings_text(row['server_median_ms'])}"
+            )
     print()
     print(
-        f"  {'download':<10}{'app ms':>8}{'headers':>9}{'send_file':>11}{'headers':>9}"
-        f"{'ratio':>7}{'best':>7}{'RSS +MB':>9}"
+        f"  {'download':<{width}}{'app ms':>8}{'headers':>9}{'view':>7}{'send_file':>11}"
+        f"{'headers':>9}{'ratio':>7}{'best':>7}{'RSS +MB':>9}"
     )
-    for kind, row in result["download"].items():
-        print(
-            f"  {kind:<10}{row['app']['total']['median_ms']:>8.1f}"
-            f"{row['app']['headers']['median_ms']:>9.2f}"
-            f"{row['send_file']['total']['median_ms']:>11.1f}"
-            f"{row['send_file']['headers']['median_ms']:>9.2f}"
-            f"{row['ratio']['median']:>7.2f}{row['ratio']['best']:>7.2f}"
-            f"{row['memory']['delta_mb']:>9.1f}"
-        )
-    print()
-    for target, ok in result["verdicts"].items():
-        print(f"  target: {target}: {'PASS' if ok else 'FAIL'}")
+    for label, config in configs.items():
+        for kind, row in config["download"].items():
+            print(
+                f"  {label + ' ' + kind:<{width}}{row['app']['total']['median_ms']:>8.1f}"
+                f"{row['app']['headers']['median_ms']:>9.2f}"
+                f"{row['app']['view_median_ms']:>7.2f}"
+                f"{row['send_file']['total']['median_ms']:>11.1f}"
+                f"{row['send_file']['headers']['median_ms']:>9.2f}"
+                f"{row['ratio']['median']:>7.2f}{row['ratio']['best']:>7.2f}"
+                f"{row['memory']['delta_mb']:>9.1f}"
+            )
+    for label, config in configs.items():
+        print()
+        for target, ok in config["verdicts"].items():
+            print(f"  {label}: target {target}: {'PASS' if ok else 'FAIL'}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -818,8 +874,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--downloads", type=int, default=DOWNLOADS)
     parser.add_argument(
         "--variants",
-        default="",
-        help=f"comma-separated proposed app changes to patch in: {', '.join(PROPOSALS)}",
+        action="append",
+        metavar="NAME[,NAME...]",
+        help="a configuration: proposed app changes to patch in (comma-separated; '' for "
+        "none). Repeat it to compare configurations in one run, each on its own gunicorn, "
+        f"uploads and downloads alternating between them. Known: {', '.join(PROPOSALS)}",
     )
     parser.add_argument(
         "--profile",
@@ -830,10 +889,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.size_mb + 1 > MAX_MODULE_SIZE_MB:
         parser.error(f"--size-mb must leave room under MAX_MODULE_SIZE_MB={MAX_MODULE_SIZE_MB}")
-    variants = [v for v in args.variants.split(",") if v]
-    unknown = [v for v in variants if v not in PROPOSALS]
-    if unknown:
-        parser.error(f"unknown variants {unknown}; known: {', '.join(PROPOSALS)}")
+    configs = [[v for v in spec.split(",") if v] for spec in (args.variants or [""])]
+    for variants in configs:
+        unknown = [v for v in variants if v not in PROPOSALS]
+        if unknown:
+            parser.error(f"unknown variants {unknown}; known: {', '.join(PROPOSALS)}")
+    labels = [label_of(variants) for variants in configs]
+    if len(set(labels)) != len(labels):
+        parser.error("the same configuration twice")
 
     with ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-upload-")))
@@ -843,37 +906,40 @@ def main(argv: list[str] | None = None) -> int:
         url, backend = fresh_database(args.database_url, stack, tmp)
         token = prepare_database(url, storage)
 
-        env = server_env(url, storage, instance, work, variants)
-        if args.profile:
-            (tmp / "profiles").mkdir()
-            env["BENCH_PROFILE_DIR"] = str(tmp / "profiles")
-        server = Server(env, cwd)
-        stack.callback(server.stop)
-        server.wait_ready()
-        # Warm-up (untimed): the first request of each kind imports and connects lazily.
-        for kind in KINDS:
-            warm = work / f"warm-up.{kind}"
-            build_package(kind, warm, f"warm-{kind.replace('.', '')}", "0.0.1", [b"x" * 1024])
-            upload(server.port, token, warm, warm.name)
-            warm.unlink()
+        servers: dict[str, Server] = {}
+        for label, variants in zip(labels, configs, strict=True):
+            env = server_env(url, storage, instance, work, variants)
+            if args.profile:
+                (tmp / "profiles").mkdir(exist_ok=True)
+                env["BENCH_PROFILE_DIR"] = str(tmp / "profiles")
+            servers[label] = Server(env, cwd)
+            stack.callback(servers[label].stop)
+        for index, server in enumerate(servers.values()):
+            server.wait_ready()
+            # Warm-up (untimed): the first request of each kind imports and connects lazily.
+            for kind in KINDS:
+                warm = work / f"warm-up.{kind}"
+                name = f"warm-{kind.replace('.', '')}"
+                build_package(kind, warm, name, f"0.0.{index}", [b"x" * 1024])
+                upload(server.port, token, warm, warm.name)
+                warm.unlink()
 
         load_before = os.getloadavg()
         print(f"uploads ({args.repeats} x {args.size_mb} MiB per kind):", flush=True)
-        uploads, last = run_uploads(server, token, work, args)
+        uploads, last = run_uploads(servers, token, work, args)
         print(f"downloads ({args.downloads} each, alternating):", flush=True)
-        downloads = run_downloads(server, token, last, args.downloads)
-        stored = sorted(p.name for p in (storage / "tmp").glob("*")) if storage.exists() else []
-        if stored:
-            raise AssertionError(f"temp files left in the store: {stored}")
+        downloads = run_downloads(servers, token, last, args.downloads)
         load_after = os.getloadavg()
+        left = sorted(p.name for p in (storage / "tmp").glob("*"))
+        if left:
+            raise AssertionError(f"temp files left in the store: {left}")
         if args.profile:
-            run_profiles(server, token, work, tmp / "profiles", args.size_mb)
+            run_profiles(servers, token, work, tmp / "profiles", args.size_mb)
 
         result = {
             "benchmark": "upload",
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
             "database": backend,
-            "variants": variants,
             "size_mb": args.size_mb,
             "members": MEMBERS,
             "repeats": args.repeats,
@@ -889,26 +955,38 @@ def main(argv: list[str] | None = None) -> int:
             "openssl": subprocess.run(
                 ["openssl", "version"], capture_output=True, text=True
             ).stdout.strip(),
-            "upload": {kind: summarize_upload(row) for kind, row in uploads.items()},
-            "download": {kind: summarize_download(row) for kind, row in downloads.items()},
             "targets": {
                 "upload_ratio_zip": TARGET_UPLOAD_RATIO,
                 "memory_mb": TARGET_MEMORY_MB,
                 "download_ratio": TARGET_DOWNLOAD_RATIO,
                 "first_byte_ms": TARGET_FIRST_BYTE_MS,
             },
+            "configs": {},
         }
-        result["verdicts"] = verdicts(result)
+        for label, variants in zip(labels, configs, strict=True):
+            up = {kind: summarize_upload(row) for kind, row in uploads[label].items()}
+            down = {kind: summarize_download(row) for kind, row in downloads[label].items()}
+            result["configs"][label] = {
+                "variants": variants,
+                "upload": up,
+                "download": down,
+                "verdicts": verdicts(up, down),
+            }
     print_summary(result)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    # One entry per database (and variant set), so runs are kept side by side.
+    # One entry per database and set of configurations, so runs are kept side by side.
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    key = backend + "".join(f"+{v}" for v in variants)
+    key = backend if labels == ["committed"] else f"{backend}: {' vs '.join(labels)}"
     results[key] = result
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"  written to {args.out} ({key})")
     return 0
 
 
+def _exit_on_sigterm(signum, _frame) -> None:
+    raise SystemExit(128 + signum)  # unwinds the ExitStack: gunicorn, database, temp files
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     sys.exit(main())

@@ -333,7 +333,9 @@ def _read_tar_gz(fh, scan: _Scan, max_manifest: int) -> tuple[str, bytes]:
     stream = _GunzipStream(fh)
     candidates: dict[str, bytes] = {}
     try:
-        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8") as tf:
+        # 256 KiB reads: tarfile's default 10 KiB made the gunzip stream copy the rest of
+        # each 1 MiB piece about a hundred times (50 MB copied per MB of package).
+        with tarfile.open(fileobj=stream, mode="r|", encoding="utf-8", bufsize=256 * 1024) as tf:
             for member in tf:
                 path = scan.add(
                     member.name,

@@ -3,6 +3,7 @@ temp folder as they arrive, and refused (413) the moment they pass the size limi
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ from portal.services.errors import BadRequest, TooLarge, UnsupportedType, Valida
 from portal.services.submissions import PackageFile, Submission
 
 READ_SIZE = 1024 * 1024
+_HASHERS = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="sha256")
 
 
 class HashingUpload:
@@ -38,6 +40,7 @@ class HashingUpload:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
+        self._hashing: concurrent.futures.Future | None = None
 
     def write(self, data: bytes) -> int:
         self.size += len(data)
@@ -45,11 +48,21 @@ class HashingUpload:
             self.close()
             limit_mb = self.max_bytes // (1024 * 1024)
             raise TooLarge(f"The package is larger than {limit_mb} MB.")
-        self._hash.update(data)
+        # hashlib releases the GIL on large pieces: hashing one piece on another core while
+        # this thread writes it and parses the next takes SHA-256 off the critical path.
+        # Pieces are hashed in order, at most one waiting.
+        self._wait_for_hash()
+        self._hashing = _HASHERS.submit(self._hash.update, data)
         return self._file.write(data)
+
+    def _wait_for_hash(self) -> None:
+        if self._hashing is not None:
+            self._hashing.result()
+            self._hashing = None
 
     @property
     def sha256(self) -> str:
+        self._wait_for_hash()
         return self._hash.hexdigest()
 
     def seek(self, *args):
@@ -82,6 +95,7 @@ class HashingUpload:
 
     def close(self) -> None:
         """Close and remove the temp file, unless it was already moved into the store."""
+        self._wait_for_hash()
         if not self._file.closed:
             self._file.close()
         self.path.unlink(missing_ok=True)

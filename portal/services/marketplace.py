@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from portal.config_schema import MAX_SCHEMA_DEPTH, secret_fields
 from portal.events import EVENT_TYPES
 from portal.extensions import db
-from portal.models import Company, Event, ModuleRelease, User
+from portal.models import Company, Event, Installation, ModuleRelease, User
 from portal.services import catalog
 from portal.services.access import is_admin
 from portal.services.errors import NotFound
@@ -39,14 +39,20 @@ class MarketFilters:
         return {k: v for k, v in vars(self).items() if v}
 
 
+def clean_arg(value: str | None, limit: int = 64) -> str:
+    """A filter value from a URL, trimmed; NUL characters dropped (PostgreSQL text cannot
+    hold them: a filter passing one on would fail the query instead of matching nothing)."""
+    return (value or "").replace("\x00", "").strip()[:limit]
+
+
 def market_filters(args) -> MarketFilters:
     """Filters from the query string; unknown sort values fall back to the default."""
-    values = {key: (args.get(key) or "").strip() for key in ("category", "tag", "publisher")}
+    values = {key: clean_arg(args.get(key)) for key in ("category", "tag", "publisher")}
     sort = args.get("sort") or ""
     return MarketFilters(
-        q=(args.get("q") or "")[:MAX_QUERY_LENGTH],
+        q=clean_arg(args.get("q"), MAX_QUERY_LENGTH),
         sort=sort if sort in dict(SORT_CHOICES) else "",
-        **{k: v[:64] for k, v in values.items()},
+        **values,
     )
 
 
@@ -67,12 +73,18 @@ def search_cards(filters: MarketFilters, *, actor: User, page: int, per_page: in
 
 
 def usage_counts(names: list[str]) -> dict[str, int]:
-    """How many companies use each module name.
-
-    There is no installations table yet: every count is 0. The installations issue fills
-    this in with one grouped COUNT(DISTINCT company_id) over active installations of
-    `names` (one statement for the whole page, never one per card)."""
-    return {name: 0 for name in names}
+    """How many companies use each module name (active installations): one grouped
+    statement for the whole page, never one per card."""
+    counts = dict.fromkeys(names, 0)
+    if not names:
+        return counts
+    rows = db.session.execute(
+        sa.select(Installation.module_name, sa.func.count(sa.distinct(Installation.company_id)))
+        .where(Installation.module_name.in_(set(names)), Installation.status == "installed")
+        .group_by(Installation.module_name)
+    ).all()
+    counts.update({name: used for name, used in rows})
+    return counts
 
 
 def _latest_visible(actor: User) -> sa.ColumnElement:
@@ -108,13 +120,15 @@ def filter_choices(*, actor: User) -> dict[str, list]:
 def _tags(visible: sa.ColumnElement) -> list[str]:
     """Distinct tags: jsonb_array_elements_text on PostgreSQL, json_each on SQLite."""
     if db.session.get_bind().dialect.name == "postgresql":
-        tag = sa.func.jsonb_array_elements_text(ModuleRelease.tags).column_valued("tag")
-        is_list = sa.func.jsonb_typeof(ModuleRelease.tags) == "array"
-        query = sa.select(tag).select_from(ModuleRelease).where(visible, is_list)
+        # Only arrays: jsonb_array_elements_text fails on anything else.
+        tags = sa.case(
+            (sa.func.jsonb_typeof(ModuleRelease.tags) == "array", ModuleRelease.tags),
+            else_=sa.text("'[]'::jsonb"),
+        )
+        each = sa.func.jsonb_array_elements_text(tags).table_valued("value")
     else:
         each = sa.func.json_each(ModuleRelease.tags).table_valued("value")
-        tag = each.c.value
-        query = sa.select(tag).select_from(ModuleRelease).join(each, sa.true()).where(visible)
+    query = sa.select(each.c.value).select_from(ModuleRelease).join(each, sa.true()).where(visible)
     inner = query.subquery()
     return list(
         db.session.execute(
@@ -156,8 +170,9 @@ class ConfigField:
 
 
 def config_fields(schema: Any) -> list[ConfigField]:
-    """The configuration a release expects, one row per field: nested objects flattened
-    with dotted names, secrets (writeOnly or format: password) marked."""
+    """The configuration a release expects, one row per field by name: nested objects
+    flattened with dotted names, local $refs followed, secrets (writeOnly or format:
+    password) marked."""
     if not isinstance(schema, dict):
         return []
     secrets = secret_fields(schema)
@@ -186,11 +201,18 @@ def config_fields(schema: Any) -> list[ConfigField]:
 
 def _push_properties(stack, node: dict, prefix: str, pointer: str, parent_required: bool, depth):
     required = node.get("required") if isinstance(node.get("required"), list) else []
-    # Reversed, so that popping the stack yields the schema's own order.
-    for key, sub in reversed(list(_properties(node).items())):
+    # By name (PostgreSQL's JSONB does not keep the schema's key order), reversed so that
+    # popping the stack yields A to Z.
+    for key, sub in sorted(_properties(node).items(), key=lambda kv: str(kv[0]), reverse=True):
         token = str(key).replace("~", "~0").replace("/", "~1")
         stack.append(
-            (sub, prefix + str(key), f"{pointer}/{token}", parent_required and key in required, depth)
+            (
+                sub,
+                prefix + str(key),
+                f"{pointer}/{token}",
+                parent_required and key in required,
+                depth,
+            )
         )
 
 

@@ -23,8 +23,8 @@ def _filters(args) -> dict[str, str]:
     type_ = args.get("type") or ""
     return {
         "type": type_ if type_ in EVENT_TYPES else "",
-        "module": (args.get("module") or "").strip()[:64],
-        "company": (args.get("company") or "").strip()[:64] if is_admin(current_user) else "",
+        "module": marketplace.clean_arg(args.get("module")),
+        "company": marketplace.clean_arg(args.get("company")) if is_admin(current_user) else "",
     }
 
 

@@ -18,6 +18,7 @@ INSTALL_ENDPOINT = "installations.plan"
 @bp.get("/modules/<name>")
 @login_required
 def show(name: str):
+    _require_text(name)
     releases = catalog.releases_named(name, actor=current_user)
     if not releases:
         abort(404)
@@ -44,6 +45,7 @@ def show(name: str):
 @login_required
 def package(name: str, version: str):
     """The package bytes for the signed-in user (the API's download is bearer-only)."""
+    _require_text(name, version)
     found = marketplace.release_by_version(name, version, actor=current_user)
     release, path = publishing.package_path(found.id, actor=current_user)
     mimetype = (
@@ -62,6 +64,13 @@ def package(name: str, version: str):
     return resp
 
 
+def _require_text(*values: str) -> None:
+    """404 for a NUL character in the path: no name or version holds one, and PostgreSQL
+    refuses to compare text with it (an error, not "no such module")."""
+    if any("\x00" in value for value in values):
+        abort(404)
+
+
 def _install_action(release) -> dict | None:
     """For company admins and an approved release: where "Install" leads, or url None while
     the installations feature has no plan page yet (the button shows disabled)."""
@@ -69,14 +78,7 @@ def _install_action(release) -> dict | None:
         return None
     if INSTALL_ENDPOINT in current_app.view_functions:
         try:
-            return {
-                "url": url_for(
-                    INSTALL_ENDPOINT,
-                    slug=current_user.company.slug,
-                    module=release.name,
-                    version=release.version,
-                )
-            }
+            return {"url": url_for(INSTALL_ENDPOINT, name=release.name, version=release.version)}
         except BuildError:
             pass
     return {"url": None}

@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from portal.extensions import db
@@ -75,6 +76,23 @@ def register(app: Flask) -> None:
     def too_large(exc):
         limit = app.config["MAX_MODULE_SIZE_MB"]
         return render_error(413, "Content too large", f"The upload exceeds {limit} MB.")
+
+    @app.errorhandler(DataError)
+    def unstorable_value(exc: DataError):
+        # A value the database refuses (a NUL character, a number out of range) is bad
+        # input, never a server error.
+        db.session.rollback()
+        log.info("refused a value the database cannot store: %s", exc.orig)
+        return render_error(
+            422, "Validation failed", "The request holds a value that cannot be stored."
+        )
+
+    @app.before_request
+    def refuse_nul_characters():
+        # PostgreSQL text cannot hold NUL; refuse it in the URL's query up front.
+        if "%00" in request.query_string.decode("latin-1"):
+            return render_error(400, "Bad request", "NUL characters are not allowed.")
+        return None
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

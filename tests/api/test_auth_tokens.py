@@ -151,3 +151,26 @@ def test_unknown_api_paths_and_methods_answer_problem_json(client):
     _problem(client.get("/api/v1/nothing-here"), 404)
     resp = client.delete("/api/v1/auth/token")
     _problem(resp, 405)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/api/v1/modules/?tag=a%00b", "/api/v1/events?module=a%00b", "/?q=a%00b"],
+)
+def test_nul_characters_in_the_query_are_a_400_not_a_500(app, client, people, path):
+    headers = bearer(app, people.admin.email) if path.startswith("/api/") else {}
+    resp = client.get(path, headers=headers)
+    assert resp.status_code == 400
+
+
+def test_a_nul_character_in_a_manifest_is_refused_never_a_500(app, client, people):
+    manifest = {
+        "name": "nul-module",
+        "version": "1.0.0",
+        "description": "has a \\u0000 inside".encode().decode("unicode_escape"),
+        "author": "x",
+    }
+    resp = client.post(
+        "/api/v1/modules/", json={"manifest": manifest}, headers=bearer(app, people.developer.email)
+    )
+    assert resp.status_code in (400, 422)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import current_app, jsonify, request, send_file, url_for
+from flask import current_app, jsonify, request, url_for
 
 from portal.api import bp, current_actor, schemas
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import module_json, page_json
+from portal.downloads import package_response
 from portal.manifest import manifest_schema
 from portal.services import catalog, publishing, review
 from portal.services.errors import DomainError, ValidationFailed
@@ -152,22 +153,7 @@ def delete_module(module_id: int):
 )
 def download_package(module_id: int):
     release, path = publishing.package_path(module_id, actor=current_actor())
-    mimetype = (
-        "application/zip" if release.package_filename.endswith(".zip") else "application/gzip"
-    )
-    # send_file hands the open file to the server (sendfile / wsgi.file_wrapper): no
-    # Python loop over the bytes. conditional=True answers If-None-Match with 304.
-    resp = send_file(
-        path,
-        mimetype=mimetype,
-        as_attachment=True,
-        download_name=release.package_filename,
-        etag=release.package_sha256,
-        conditional=True,
-        max_age=0,
-    )
-    resp.headers["Cache-Control"] = "private, no-cache"
-    return resp
+    return package_response(release, path)
 
 
 @bp.patch("/modules/<int:module_id>/status")

@@ -3,10 +3,11 @@ configuration it expects, the package with its digest, and the install button.""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, request, send_file, url_for
+from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import current_user, login_required
 from werkzeug.routing import BuildError
 
+from portal.downloads import package_response
 from portal.services import catalog, marketplace, publishing
 from portal.web import htmx
 
@@ -48,20 +49,7 @@ def package(name: str, version: str):
     _require_text(name, version)
     found = marketplace.release_by_version(name, version, actor=current_user)
     release, path = publishing.package_path(found.id, actor=current_user)
-    mimetype = (
-        "application/zip" if release.package_filename.endswith(".zip") else "application/gzip"
-    )
-    resp = send_file(
-        path,
-        mimetype=mimetype,
-        as_attachment=True,
-        download_name=release.package_filename,
-        etag=release.package_sha256,
-        conditional=True,
-        max_age=0,
-    )
-    resp.headers["Cache-Control"] = "private, no-cache"
-    return resp
+    return package_response(release, path)
 
 
 def _require_text(*values: str) -> None:

@@ -168,6 +168,47 @@ ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "POST /modules/<name>/install/validate": ((302, 403, 404, 404, 422), None),
     # A company's installations: its own admins and platform admins; others 404; developers 403.
     "GET /company/<slug>/installations": ((302, 403, 200, 404, 200), None),
+    # The control room's fragment and panels: the same callers; the world's installation is
+    # acme's ledger at revision 1 (no configuration schema, nothing depends on it).
+    "GET /company/<slug>/installations/health": ((302, 403, 200, 404, 200), None),
+    "GET /company/<slug>/installations/<int:installation_id>/configure": (
+        (302, 403, 200, 404, 200),
+        None,
+    ),
+    # Nothing changes (no schema, no endpoint): allowed callers are sent back to the list.
+    "POST /company/<slug>/installations/<int:installation_id>/configure": (
+        (302, 403, 303, 404, 303),
+        lambda r, w: {"data": {"revision": "1"}},
+    ),
+    "POST /company/<slug>/installations/<int:installation_id>/configure/validate": (
+        (302, 403, 200, 404, 200),
+        lambda r, w: {"data": {"revision": "1"}},
+    ),
+    "GET /company/<slug>/installations/<int:installation_id>/version": (
+        (302, 403, 200, 404, 200),
+        None,
+    ),
+    "POST /company/<slug>/installations/<int:installation_id>/version": (
+        (302, 403, 303, 404, 303),
+        lambda r, w: {"data": {"version": "1.0.0", "revision": "1"}},
+    ),
+    "GET /company/<slug>/installations/<int:installation_id>/history": (
+        (302, 403, 200, 404, 200),
+        None,
+    ),
+    # Revision 1 has nothing earlier to return to: allowed callers get the 422.
+    "POST /company/<slug>/installations/<int:installation_id>/rollback": (
+        (302, 403, 422, 404, 422),
+        lambda r, w: {"data": {"revision": "1"}},
+    ),
+    "GET /company/<slug>/installations/<int:installation_id>/uninstall": (
+        (302, 403, 200, 404, 200),
+        None,
+    ),
+    "POST /company/<slug>/installations/<int:installation_id>/uninstall": (
+        (302, 403, 303, 404, 303),
+        None,
+    ),
     "GET /api/v1/openapi.json": ((200,) * 5, None),
     "GET /docs": ((200,) * 5, None),
     "GET /redoc": ((200,) * 5, None),

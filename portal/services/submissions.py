@@ -106,6 +106,7 @@ def read_submission(sub: Submission) -> CheckedSubmission:
             _check_agreement(packaged, separate)
         data = packaged if separate is None else separate
     normalized = manifests.check_manifest(data)
+    _refuse_nul(normalized)
     return CheckedSubmission(manifest=normalized, package=sub.package, inspected=inspected)
 
 
@@ -129,3 +130,23 @@ def _check_agreement(packaged: dict, separate: dict) -> None:
     ]
     if errors:
         raise ValidationFailed("The package and the manifest disagree.", errors=errors)
+
+
+def _refuse_nul(manifest: dict) -> None:
+    """No text of a manifest may hold a NUL character (PostgreSQL cannot store one, and no
+    manifest needs one): refused the same way on both databases."""
+    stack, errors = [("", manifest)], []
+    while stack:
+        pointer, value = stack.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                key_text = str(key).replace("~", "~0").replace("/", "~1")
+                if "\x00" in str(key):
+                    errors.append({"pointer": pointer or "/", "message": "a key holds NUL"})
+                stack.append((f"{pointer}/{key_text}", item))
+        elif isinstance(value, list):
+            stack.extend((f"{pointer}/{i}", item) for i, item in enumerate(value))
+        elif isinstance(value, str) and "\x00" in value:
+            errors.append({"pointer": pointer, "message": "must not contain NUL characters"})
+    if errors:
+        raise ValidationFailed("The manifest is invalid.", errors=errors)

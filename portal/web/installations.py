@@ -1,6 +1,8 @@
 """Installing modules in the browser: the install plan with a configuration form per module
-(generated from each release's config_schema, checked field by field as it changes),
-confirmation, and the company's list of installed modules."""
+(generated from each release's config_schema, checked field by field as it changes; a
+module the company had installed before starts from its last configuration), and
+confirmation. The company's control room (its installed modules) is in control_room.py,
+on this blueprint."""
 
 from __future__ import annotations
 
@@ -11,20 +13,19 @@ from flask import Blueprint, abort, flash, request, url_for
 from flask_login import current_user, login_required
 
 from portal.extensions import db
-from portal.models import Company, ModuleRelease
+from portal.models import Company, Installation, ModuleRelease
 from portal.services import catalog, installations
-from portal.services.access import acting_company, is_admin, visible_company
+from portal.services.access import acting_company, is_admin
 from portal.services.errors import Conflict, DomainError, ValidationFailed
 from portal.services.installations import InstallRequest, config_schema_of
+from portal.services.lifecycle import keep_secrets
 from portal.services.resolver import Plan, PlanStep
 from portal.web import htmx
 from portal.web.config_form import Fields, fields_for, parse_form
 from portal.web.forms import ActionForm
-from portal.web.main import page_args
 
 bp = Blueprint("installations", __name__)
 
-PER_PAGE = 50
 REQUESTED_PREFIX = "config"
 
 
@@ -38,6 +39,7 @@ class Section:
     requested: bool
     fields: Fields
     config: dict | None = None  # as posted (None: the module expects no configuration)
+    previous: dict | None = None  # the last configuration, when installed before
 
     @property
     def id(self) -> str:
@@ -75,7 +77,11 @@ def plan(name: str):
     except ValidationFailed as exc:
         company = acting_company(current_user, slug)
         return _page(**context, company=company, no_plan=exc, status=422)
-    sections = [_section(step, result, None, []) for step in _configurable(result)]
+    previous = _previous_configs(company, result)
+    sections = [
+        _section(step, result, previous.get(step.module), [], previous=previous.get(step.module))
+        for step in _configurable(result)
+    ]
     return _page(**context, company=company, result=result, sections=sections)
 
 
@@ -87,10 +93,10 @@ def validate(name: str):
     changes nothing on the page: 204."""
     _require_installer()
     try:
-        _company, result = _posted_plan(name)
+        company, result = _posted_plan(name)
     except Conflict:
         return "", 204
-    sections, endpoint_errors, hidden = _check_form(result, live=True)
+    sections, endpoint_errors, hidden = _check_form(company, result, live=True)
     return htmx.render(
         "installations/_validation.html",
         sections=sections,
@@ -106,7 +112,7 @@ def install(name: str):
     """Confirm: install the module and the dependencies its plan needs, all or nothing."""
     _require_installer()
     company, result = _posted_plan(name)
-    sections, endpoint_errors, _hidden = _check_form(result, live=False)
+    sections, endpoint_errors, _hidden = _check_form(company, result, live=False)
     if endpoint_errors or any(_has_errors(s) for s in sections):
         return _failed(name, company, result, sections, endpoint_errors)
     requested = next(s for s in result.steps if s.module == result.requested)
@@ -129,25 +135,6 @@ def install(name: str):
         return _failed(name, company, result, sections, endpoint_errors, form_errors)
     flash(_installed_message(inst, deps, company), "success")
     return htmx.redirect(url_for("installations.index", slug=company.slug))
-
-
-@bp.get("/company/<slug>/installations")
-@login_required
-def index(slug: str):
-    """The company's installed modules (a plain list; the control room grows from it)."""
-    _require_installer()
-    company = visible_company(current_user, slug)
-    page, per_page = page_args(request.args, PER_PAGE)
-    found = installations.list_installations(
-        actor=current_user, page=page, per_page=per_page, company=company.slug
-    )
-    return htmx.render(
-        "installations/index.html",
-        block="installations",
-        company=company,
-        installations=found,
-        page_url=lambda n: url_for("installations.index", slug=company.slug, page=n),
-    )
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -188,32 +175,54 @@ def _configurable(result: Plan) -> list[PlanStep]:
     return [s for s in result.steps if s.action == "install"]
 
 
-def _section(step: PlanStep, result: Plan, config, errors, release=None) -> Section:
+def _section(step: PlanStep, result: Plan, config, errors, release=None, previous=None) -> Section:
     release = release or catalog.get_release(step.module_id, actor=current_user)
     requested = step.module == result.requested
     prefix = REQUESTED_PREFIX if requested else f"deps/{step.module}"
     fields = fields_for(config_schema_of(release), config, errors, prefix)
-    return Section(step, release, prefix, requested, fields, config)
+    return Section(step, release, prefix, requested, fields, config, previous)
 
 
-def _check_form(result: Plan, *, live: bool) -> tuple[list[Section], list[dict], int]:
+def _previous_configs(company: Company, result: Plan) -> dict[str, dict]:
+    """The last configuration of each module of the plan the company had installed before
+    (uninstalled records keep it): the form starts from it, as the service would reinstall
+    with it. A read for the page; belongs in services.installations (see report)."""
+    names = [s.module for s in _configurable(result)]
+    rows = db.session.execute(
+        sa.select(Installation.module_name, Installation.config).where(
+            Installation.company_id == company.id,
+            Installation.status == "uninstalled",
+            Installation.module_name.in_(names),
+        )
+    ).all()
+    return {name: config for name, config in rows if isinstance(config, dict)}
+
+
+def _check_form(
+    company: Company, result: Plan, *, live: bool
+) -> tuple[list[Section], list[dict], int]:
     """Every section read from the posted form and validated as the service will; `live`
-    holds back "is required" for what is not filled in yet. Returns (sections, endpoint
-    URL errors, number of errors held back)."""
+    holds back "is required" for what is not filled in yet. A secret left blank keeps the
+    previous installation's value. Returns (sections, endpoint URL errors, number of errors
+    held back)."""
     sections, hidden = [], 0
+    previous = _previous_configs(company, result)
     for step in _configurable(result):
-        section = _section(step, result, None, [])
+        stored = previous.get(step.module)
+        section = _section(step, result, None, [], previous=stored)
         if section.schema is None:
             if section.requested:
                 sections.append(section)
             continue
-        config, errors = parse_form(section.schema, request.form, section.prefix)
+        config, errors = parse_form(section.schema, request.form, section.prefix, stored)
+        if stored is not None:
+            config = keep_secrets(section.schema, config, stored)
         checked = _service_errors(section.release, config)
         if live:
             shown = [e for e in checked if _present(config, e["pointer"])]
             hidden, checked = hidden + len(checked) - len(shown), shown
         errors = _first_per_pointer(errors + checked)
-        sections.append(_section(step, result, config, errors, section.release))
+        sections.append(_section(step, result, config, errors, section.release, stored))
     return sections, _endpoint_errors(), hidden
 
 
@@ -296,3 +305,8 @@ def _installed_message(inst, deps, company: Company) -> str:
     if deps:
         message += ", with " + ", ".join(f"{d.module_name} {d.release.version}" for d in deps)
     return message + "."
+
+
+# The control room's routes live on this blueprint too (control_room.py imports its own
+# version-change module in turn).
+from portal.web import control_room  # noqa: E402, F401

@@ -155,11 +155,10 @@ def test_unknown_api_paths_and_methods_answer_problem_json(client):
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/v1/modules/?tag=a%00b", "/api/v1/events?module=a%00b", "/?q=a%00b"],
+    ["/api/v1/modules/?tag=a%00b", "/api/v1/events?module=a%00b"],
 )
 def test_nul_characters_in_the_query_are_a_400_not_a_500(app, client, people, path):
-    headers = bearer(app, people.admin.email) if path.startswith("/api/") else {}
-    resp = client.get(path, headers=headers)
+    resp = client.get(path, headers=bearer(app, people.admin.email))
     assert resp.status_code == 400
 
 
@@ -167,7 +166,7 @@ def test_a_nul_character_in_a_manifest_is_refused_never_a_500(app, client, peopl
     manifest = {
         "name": "nul-module",
         "version": "1.0.0",
-        "description": "has a \\u0000 inside".encode().decode("unicode_escape"),
+        "description": "has a \x00 inside",
         "author": "x",
     }
     resp = client.post(

@@ -234,3 +234,41 @@ def installation_state(app) -> dict:
         }
         db.session.remove()
     return state
+
+
+# --- Living with installations (issue 6): "nothing half-done" -----------------------------------
+
+
+def lifecycle_state(app) -> dict:
+    """Everything a refused change, rollback, uninstall or heartbeat must leave as it was:
+    each installation's full row (status, release, revision, configuration, endpoint, health),
+    every revision and every outbox event and health change (by id)."""
+    from portal.models import Event, HealthChange, Installation, InstallationRevision
+
+    with app.app_context():
+        rows = db.session.execute(sa.select(Installation).order_by(Installation.id)).scalars()
+        state = {
+            "installations": [
+                (
+                    i.id,
+                    i.company.slug,
+                    i.module_name,
+                    i.status,
+                    i.module_id,
+                    i.revision,
+                    i.config,
+                    i.endpoint_url,
+                    i.health_status,
+                )
+                for i in rows
+            ],
+            "revisions": db.session.execute(
+                sa.select(
+                    InstallationRevision.installation_id, InstallationRevision.revision
+                ).order_by(InstallationRevision.id)
+            ).all(),
+            "events": db.session.execute(sa.select(Event.id).order_by(Event.id)).scalars().all(),
+            "health_changes": count(HealthChange),
+        }
+        db.session.remove()
+    return state

@@ -116,11 +116,10 @@ def revisions(installation_id: int):
 )
 def rollback(installation_id: int):
     actor = current_actor()
-    body = request.get_json(silent=True) if request.data else {}
-    if not isinstance(body, dict):
-        raise ValidationFailed(
-            "The body must be a JSON object.", errors=[{"pointer": "", "message": "an object"}]
-        )
+    # An empty body means "the previous revision". Read through json_body like every other
+    # endpoint: request.get_json(silent=True) let a deeply nested body raise RecursionError
+    # (a 500), and answered a non-object with 422 where the rest of the API answers 400.
+    body = json_body() if request.get_data() else {}
     revision = body.get("revision")
     if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
         raise ValidationFailed(

@@ -23,7 +23,7 @@ from portal.services.installations import (
 )
 from portal.services.resolver import NoPlan, installed_modules, resolve
 from portal.services.uow import unit_of_work
-from portal.versions import InvalidVersion, Version
+from portal.versions import Constraint, InvalidVersion, Version
 
 
 def keep_secrets(schema, new: dict, stored: dict) -> dict:
@@ -93,6 +93,7 @@ def _apply(
     data: dict,
 ) -> Installation:
     """Write a new revision, guarded by the revision the change was based on."""
+    company_id, moving = inst.company_id, release.id != inst.module_id
     with unit_of_work():
         moved = db.session.execute(
             sa.update(Installation)
@@ -112,6 +113,15 @@ def _apply(
         ).rowcount
         if moved != 1:
             raise Conflict("The installation changed meanwhile; reload and try again.")
+        if moving:
+            # The plan was checked against the installations read before this transaction;
+            # a dependent installed (or a dependency moved) meanwhile must not be broken.
+            unmet = _unmet_requirements(company_id, {inst.module_name})
+            if unmet:
+                raise Conflict(
+                    "The change would break: " + " ".join(unmet),
+                    errors=[{"pointer": "/version", "message": u} for u in unmet],
+                )
         db.session.refresh(inst)
         add_revision(inst, reason, actor)
         events.record_event(
@@ -211,11 +221,13 @@ def rollback_installation(
     if release.id != inst.module_id:
         release = _release_for_version(inst, release.version)
     config = check_config(release, target.config)
+    # The endpoint is validated again too: the outbound guard may refuse what it once took.
+    endpoint_url = _check_endpoint_url(target.endpoint_url)
     return _apply(
         inst,
         release=release,
         config=config,
-        endpoint_url=target.endpoint_url,
+        endpoint_url=endpoint_url,
         base_revision=inst.revision,
         reason="rollback",
         actor=actor,
@@ -271,7 +283,7 @@ def uninstall_installation(
     installed = installed_modules(inst.company)
     graph = _dependents_graph(inst.company)
     order = _dependents_first([*dependents, inst.module_name], graph)
-    removed = []
+    company_id, removed = inst.company_id, []
     with unit_of_work("The installation changed meanwhile; reload and try again."):
         for name in order:
             target = installed[name]
@@ -292,9 +304,50 @@ def uninstall_installation(
                 data={"cascade": name != inst.module_name, "revision": target.revision},
             )
             removed.append(target)
+        # Dependents are those read before this transaction; one installed meanwhile would
+        # be left without what it needs.
+        unmet = _unmet_requirements(company_id, set(order))
+        if unmet:
+            raise Conflict(
+                "Installed meanwhile, and would be broken: " + " ".join(unmet),
+                errors=[{"pointer": "/cascade", "message": u} for u in unmet],
+            )
     for target in removed:
         db.session.refresh(target)
     return removed
+
+
+def _unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
+    """Inside a unit of work, after its writes: the required module dependencies that
+    involve a module in `changed` (its own, and its dependents' on it) and that the
+    company's active installations, as they now are, do not meet. As sentences."""
+    rows = db.session.execute(
+        sa.select(Installation.module_name, ModuleRelease.version, ModuleRelease.manifest)
+        .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
+        .where(Installation.company_id == company_id, Installation.status == "installed")
+    ).all()
+    versions = {row.module_name: row.version for row in rows}
+    unmet = []
+    for row in rows:
+        required = [
+            (d["name"], d.get("version") or "*")
+            for d in (row.manifest or {}).get("dependencies") or []
+            if isinstance(d, dict) and d.get("type", "module") == "module" and not d.get("optional")
+        ]
+        for dep, text in required:
+            if row.module_name not in changed and dep not in changed:
+                continue
+            have = versions.get(dep)
+            if have is None:
+                unmet.append(f"{row.module_name} {row.version} needs {dep} {text}, now absent.")
+                continue
+            try:
+                allowed = Constraint.parse(text).allows(Version.parse(have))
+            except ValueError:  # published manifests parse; never let old data make a 500
+                continue
+            if not allowed:
+                unmet.append(f"{row.module_name} {row.version} needs {dep} {text}, not {have}.")
+    return sorted(unmet)
 
 
 def _dependents_first(names: list[str], graph: dict[str, set[str]]) -> list[str]:
@@ -344,5 +397,17 @@ def record_heartbeat(installation_id: int, status: str, message, *, actor: User)
         )
     inst = runtime_installation(installation_id, actor=actor)
     with unit_of_work():
+        # Read the health afresh under a row lock: replicas of a runtime report at the same
+        # moment, and each comparing against the status it read before the others committed
+        # recorded one change (history row and event) per heartbeat on PostgreSQL. (SQLite:
+        # the unit of work already holds the write lock; FOR UPDATE is not rendered.)
+        inst = db.session.execute(
+            sa.select(Installation)
+            .where(Installation.id == inst.id, Installation.status == "installed")
+            .with_for_update(of=Installation)
+            .execution_options(populate_existing=True)
+        ).scalar()
+        if inst is None:  # uninstalled meanwhile
+            raise NotFound("No such installation.")
         inst.last_heartbeat_at = utcnow()
         record_health(inst, status, (message or "")[:500] or None, None, "heartbeat", actor=actor)

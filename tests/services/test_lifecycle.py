@@ -1,0 +1,480 @@
+"""The lifecycle service (issue 6) below the API: secrets sent back masked, who depends on
+whom, cascades in reverse dependency order and all-or-nothing, changes that lose a race with
+another request between reading and writing, rollbacks to releases that are gone, and
+heartbeats (one event per change of health, however many runtimes report at once).
+
+"Meanwhile" tests run another request, in its own thread, session and transaction, at the
+moment the service is about to write: just before its unit of work takes SQLite's write lock
+(BEGIN IMMEDIATE) or, on PostgreSQL, before its first UPDATE of an installation. Everything
+read before that point is stale by the time the write happens."""
+
+from __future__ import annotations
+
+import json
+import threading
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+
+from portal.config_schema import MASK
+from portal.extensions import db
+from portal.models import Event, HealthChange, Installation, InstallationRevision, ModuleRelease
+from portal.services import accounts, lifecycle
+from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
+from portal.services.installations import InstallRequest, install_module
+from tests.helpers import approved_release, bearer, lifecycle_state
+
+ACME_ADMIN = "admin@acme.test"
+ADMIN = "admin@example.com"
+
+
+@pytest.fixture
+def ctx(app):
+    """A request context, as the API runs the service in: on SQLite, reads begin deferred
+    and only a unit of work takes the write lock."""
+    with app.test_request_context():
+        yield
+        db.session.remove()
+
+
+def _user(email=ACME_ADMIN):
+    return accounts.user_by_email(email)
+
+
+def _install(module, version="*", actor=ACME_ADMIN, **kw) -> Installation:
+    kw.setdefault("install_dependencies", True)
+    inst, _deps = install_module(
+        InstallRequest(module=module, version=version, **kw), actor=_user(actor)
+    )
+    return inst
+
+
+def _by_name(company="acme") -> dict[str, Installation]:
+    db.session.expire_all()
+    rows = db.session.execute(
+        sa.select(Installation).where(Installation.company.has(slug=company))
+    ).scalars()
+    return {i.module_name: i for i in rows}
+
+
+def _events(type_) -> list[Event]:
+    return list(
+        db.session.execute(sa.select(Event).where(Event.type == type_).order_by(Event.id)).scalars()
+    )
+
+
+@contextmanager
+def meanwhile(app, action):
+    """Run `action` (in another thread, app context and transaction, committed) when the
+    main thread is about to write; see the module docstring. Yields a list that holds True
+    once the action has run."""
+    main = threading.get_ident()
+    fired: list[bool] = []
+
+    def before(_conn, _cursor, statement, _params, _context, _many):
+        if fired or threading.get_ident() != main:
+            return
+        if not statement.startswith(("BEGIN IMMEDIATE", "UPDATE installations")):
+            return
+        fired.append(True)
+        failures: list[BaseException] = []
+
+        def run():
+            with app.app_context():
+                try:
+                    action()
+                except BaseException as exc:  # reported in the main thread
+                    failures.append(exc)
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the concurrent request did not finish"
+        if failures:
+            raise failures[0]
+
+    sa.event.listen(db.engine, "before_cursor_execute", before)
+    try:
+        yield fired
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", before)
+
+
+# --- "********" keeps a stored secret ---------------------------------------------------------
+
+SECRET_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "token": {"type": "string", "writeOnly": True},
+        "plain": {"type": "string"},
+        "smtp": {
+            "type": "object",
+            "properties": {"password": {"type": "string", "format": "password"}},
+        },
+        "a/b": {"type": "string", "writeOnly": True},
+    },
+}
+
+
+def test_a_masked_secret_keeps_the_stored_value_at_any_depth():
+    stored = {"token": "t-1", "smtp": {"password": "p-1"}, "a/b": "s-1", "plain": "x"}
+    new = {"token": MASK, "smtp": {"password": MASK}, "a/b": MASK, "plain": MASK}
+    kept = lifecycle.keep_secrets(SECRET_SCHEMA, new, stored)
+    # Only secrets are restored; "********" in an ordinary field is just text.
+    assert kept == {"token": "t-1", "smtp": {"password": "p-1"}, "a/b": "s-1", "plain": MASK}
+    assert new["token"] == MASK  # the input is not changed
+
+
+def test_a_new_secret_replaces_and_a_masked_one_with_nothing_stored_is_dropped():
+    stored = {"token": "t-1"}
+    assert lifecycle.keep_secrets(SECRET_SCHEMA, {"token": "t-2"}, stored) == {"token": "t-2"}
+    assert lifecycle.keep_secrets(
+        SECRET_SCHEMA, {"token": MASK, "smtp": {"password": MASK}}, {}
+    ) == {"smtp": {}}
+    assert lifecycle.keep_secrets(SECRET_SCHEMA, {"smtp": "text"}, stored) == {"smtp": "text"}
+    assert lifecycle.keep_secrets(None, {"token": MASK}, stored) == {"token": MASK}
+    assert lifecycle.keep_secrets(SECRET_SCHEMA, ["x"], stored) == ["x"]
+
+
+# --- Dependents -------------------------------------------------------------------------------
+
+
+def test_dependents_are_found_through_others_and_only_among_active_installations(ctx, people):
+    approved_release("core", "1.0.0")
+    approved_release("ledger", "1.0.0", deps={"core": "^1.0.0"})
+    approved_release("billing", "1.0.0", deps={"ledger": "^1.0.0"})
+    approved_release("audit", "1.0.0", deps={"core": "*"})
+    approved_release(
+        "notes",
+        "1.0.0",
+        dependencies=[{"name": "core", "version": "*", "optional": True}],
+    )
+    _install("billing")
+    _install("audit")
+    _install("notes")
+    _install("billing", actor=ADMIN, company="globex")  # globex's do not count for acme
+    rows = _by_name()
+    assert lifecycle.dependents_of(rows["core"]) == ["audit", "billing", "ledger"]
+    assert lifecycle.dependents_of(rows["ledger"]) == ["billing"]
+    assert lifecycle.dependents_of(rows["billing"]) == []
+    lifecycle.uninstall_installation(rows["audit"].id, actor=_user())
+    assert lifecycle.dependents_of(_by_name()["core"]) == ["billing", "ledger"]
+    # An optional dependency does not hold its module back.
+    assert "notes" not in lifecycle.dependents_of(_by_name()["core"])
+
+
+def test_a_cascade_goes_in_reverse_dependency_order_through_a_diamond(ctx, people):
+    """core ← left, core ← right, left ← top, right ← top: top first, core last."""
+    approved_release("core", "1.0.0")
+    approved_release("left", "1.0.0", deps={"core": "^1.0.0"})
+    approved_release("right", "1.0.0", deps={"core": "^1.0.0"})
+    approved_release("top", "1.0.0", deps={"left": "*", "right": "*"})
+    _install("top")
+    core = _by_name()["core"]
+    with pytest.raises(Conflict) as exc:
+        lifecycle.uninstall_installation(core.id, actor=_user())
+    assert exc.value.extra == {"dependents": ["left", "right", "top"]}
+    removed = lifecycle.uninstall_installation(core.id, actor=_user(), cascade=True)
+    order = [i.module_name for i in removed]
+    assert order[0] == "top" and order[-1] == "core"
+    assert [e.module for e in _events("installation.uninstalled")] == order
+    assert all(i.status == "uninstalled" for i in _by_name().values())
+
+
+def test_modules_depending_on_each_other_uninstall_together(ctx, people):
+    approved_release("yin", "1.0.0", deps={"yang": "^1.0.0"})
+    approved_release("yang", "1.0.0", deps={"yin": "^1.0.0"})
+    _install("yin")
+    yin = _by_name()["yin"]
+    with pytest.raises(Conflict) as exc:
+        lifecycle.uninstall_installation(yin.id, actor=_user())
+    assert exc.value.extra == {"dependents": ["yang"]}
+    removed = lifecycle.uninstall_installation(yin.id, actor=_user(), cascade=True)
+    assert sorted(i.module_name for i in removed) == ["yang", "yin"]
+    assert {i.status for i in _by_name().values()} == {"uninstalled"}
+
+
+# --- All or nothing when another request gets in between -------------------------------------
+
+
+def _uninstall_as_admin(name):
+    def action():
+        inst = _by_name()[name]
+        lifecycle.uninstall_installation(inst.id, actor=_user(ADMIN))
+
+    return action
+
+
+def test_a_cascade_that_fails_half_way_leaves_everything_as_it_was(app, ctx, people):
+    """core ← alpha, core ← beta: the cascade uninstalls alpha, then finds beta uninstalled
+    by another request meanwhile. alpha's uninstall and its event are rolled back too."""
+    approved_release("core", "1.0.0")
+    approved_release("alpha", "1.0.0", deps={"core": "^1.0.0"})
+    approved_release("beta", "1.0.0", deps={"core": "^1.0.0"})
+    _install("alpha")
+    _install("beta")
+    core = _by_name()["core"]
+    before = lifecycle_state(app)
+    with meanwhile(app, _uninstall_as_admin("beta")) as fired, pytest.raises(Conflict) as exc:
+        lifecycle.uninstall_installation(core.id, actor=_user(), cascade=True)
+    assert fired
+    assert "beta changed meanwhile" in exc.value.message
+    after = lifecycle_state(app)
+    statuses = {row[2]: row[3] for row in after["installations"]}
+    assert statuses == {"core": "installed", "alpha": "installed", "beta": "uninstalled"}
+    # Only the other request's event was added: beta's uninstall, not part of the cascade.
+    (event,) = _events("installation.uninstalled")
+    assert (event.module, event.actor, event.data["cascade"]) == ("beta", ADMIN, False)
+    assert after["events"] == [*before["events"], event.id]
+    assert after["revisions"] == before["revisions"]
+    # Asked again, the cascade now removes what is left.
+    removed = lifecycle.uninstall_installation(core.id, actor=_user(), cascade=True)
+    assert [i.module_name for i in removed] == ["alpha", "core"]
+
+
+def test_an_edit_that_loses_a_race_between_reading_and_writing_is_409(app, ctx, people):
+    approved_release("inventory", "1.0.0")
+    inst = _install("inventory", config={"site": "a"})
+    inst_id = inst.id  # the other thread must not touch this session's objects
+
+    def edit_meanwhile():
+        lifecycle.update_installation(inst_id, {"config": {"site": "b"}}, actor=_user(ADMIN))
+
+    with meanwhile(app, edit_meanwhile) as fired, pytest.raises(Conflict) as exc:
+        lifecycle.update_installation(
+            inst.id, {"config": {"site": "c"}}, actor=_user(), expected_revision=1
+        )
+    assert fired and "changed meanwhile" in exc.value.message
+    row = _by_name()["inventory"]
+    assert (row.revision, row.config) == (2, {"site": "b"})
+    assert [e.actor for e in _events("installation.updated")] == [ADMIN]
+    revisions = db.session.execute(
+        sa.select(InstallationRevision.revision, InstallationRevision.actor_id)
+    ).all()
+    assert sorted(revisions) == [(1, _user().id), (2, _user(ADMIN).id)]
+
+
+def test_an_edit_or_rollback_of_a_module_uninstalled_meanwhile_is_409(app, ctx, people):
+    approved_release("inventory", "1.0.0")
+    inst = _install("inventory", config={"site": "a"})
+    lifecycle.update_installation(inst.id, {"config": {"site": "b"}}, actor=_user())
+    before = lifecycle_state(app)
+    with meanwhile(app, _uninstall_as_admin("inventory")), pytest.raises(Conflict):
+        lifecycle.update_installation(inst.id, {"config": {"site": "c"}}, actor=_user())
+    after = lifecycle_state(app)
+    assert after["revisions"] == before["revisions"]
+    assert after["events"] == [*before["events"], _events("installation.uninstalled")[-1].id]
+    assert _by_name()["inventory"].status == "uninstalled"
+    # Installed again, then uninstalled meanwhile during a rollback.
+    _install("inventory")
+    before = lifecycle_state(app)
+    with meanwhile(app, _uninstall_as_admin("inventory")), pytest.raises(Conflict):
+        lifecycle.rollback_installation(inst.id, 1, actor=_user())
+    after = lifecycle_state(app)
+    assert after["revisions"] == before["revisions"]
+    assert [e for e in after["events"] if e not in before["events"]] == [
+        _events("installation.uninstalled")[-1].id
+    ]
+    assert not _events("installation.rolled_back")
+
+
+def _install_purchasing_as_admin():
+    _install("purchasing", actor=ADMIN, company="acme")
+
+
+def test_an_upgrade_that_a_dependent_installed_meanwhile_forbids_is_409(app, ctx, people):
+    """The upgrade was checked against the modules installed when it started; purchasing,
+    which needs inventory ^1.0.0, is installed by another request before it writes."""
+    approved_release("inventory", "1.0.0")
+    approved_release("inventory", "2.0.0")
+    approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
+    inv = _install("inventory", version="=1.0.0")
+    with meanwhile(app, _install_purchasing_as_admin) as fired, pytest.raises(Conflict) as exc:
+        lifecycle.update_installation(inv.id, {"version": "2.0.0"}, actor=_user())
+    assert fired
+    assert "purchasing 1.0.0 needs inventory ^1.0.0, not 2.0.0" in exc.value.message
+    rows = _by_name()
+    assert (rows["inventory"].release.version, rows["inventory"].revision) == ("1.0.0", 1)
+    assert rows["purchasing"].status == "installed"
+    assert not _events("installation.updated")
+    # A rollback moving the release is checked the same way.
+    approved_release("reporting", "1.0.0", deps={"inventory": "^2.0.0"})
+    lifecycle.uninstall_installation(rows["purchasing"].id, actor=_user())
+    lifecycle.update_installation(inv.id, {"version": "2.0.0"}, actor=_user())
+
+    def install_reporting():
+        _install("reporting", actor=ADMIN, company="acme")
+
+    with meanwhile(app, install_reporting) as fired, pytest.raises(Conflict) as exc:
+        lifecycle.rollback_installation(inv.id, actor=_user())
+    assert fired and "reporting 1.0.0 needs inventory ^2.0.0, not 1.0.0" in exc.value.message
+    assert _by_name()["inventory"].release.version == "2.0.0"
+    assert not _events("installation.rolled_back")
+
+
+def test_an_uninstall_that_a_dependent_installed_meanwhile_needs_is_409(app, ctx, people):
+    approved_release("inventory", "1.0.0")
+    approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
+    inv = _install("inventory")
+    with meanwhile(app, _install_purchasing_as_admin) as fired, pytest.raises(Conflict) as exc:
+        lifecycle.uninstall_installation(inv.id, actor=_user(), cascade=True)
+    assert fired
+    assert "purchasing 1.0.0 needs inventory ^1.0.0, now absent" in exc.value.message
+    rows = _by_name()
+    assert {n: i.status for n, i in rows.items()} == {
+        "inventory": "installed",
+        "purchasing": "installed",
+    }
+    assert not _events("installation.uninstalled")
+
+
+# --- Rollback ---------------------------------------------------------------------------------
+
+
+def test_a_rollback_to_a_release_deleted_since_is_422_and_to_a_deprecated_one_works(
+    app, ctx, people
+):
+    old = approved_release("inventory", "1.0.0")
+    approved_release("inventory", "1.1.0")
+    inst = _install("inventory", version="=1.0.0")
+    lifecycle.update_installation(inst.id, {"version": "1.1.0"}, actor=_user())
+    db.session.get(ModuleRelease, old.id).status = "deprecated"
+    db.session.commit()
+    done = lifecycle.rollback_installation(inst.id, actor=_user())
+    assert (done.release.version, done.revision) == ("1.0.0", 3)
+    lifecycle.update_installation(inst.id, {"version": "1.1.0"}, actor=_user())
+    db.session.get(ModuleRelease, old.id).status = "deleted"
+    db.session.commit()
+    before = lifecycle_state(app)
+    with pytest.raises(ValidationFailed) as exc:
+        lifecycle.rollback_installation(inst.id, 1, actor=_user())
+    assert "inventory" in exc.value.message
+    assert lifecycle_state(app) == before
+
+
+def test_a_rollback_rechecks_the_endpoint_against_the_outbound_guard(app, ctx, people):
+    """Revision 1's endpoint points at the cloud metadata address: data an older registry stored
+    before the outbound guard refused such addresses. Restoring it would let the health
+    checks call it; the rollback is refused like a PUT of that endpoint would be."""
+    approved_release("notes", "1.0.0")
+    inst = _install("notes", endpoint_url="http://notes.acme.internal/")
+    lifecycle.update_installation(
+        inst.id, {"endpoint_url": "http://notes2.acme.internal/"}, actor=_user()
+    )
+    db.session.execute(
+        sa.update(InstallationRevision)
+        .where(InstallationRevision.installation_id == inst.id, InstallationRevision.revision == 1)
+        .values(endpoint_url="http://169.254.169.254/latest/")
+    )
+    db.session.commit()
+    with pytest.raises(ValidationFailed):
+        lifecycle.update_installation(
+            inst.id, {"endpoint_url": "http://169.254.169.254/latest/"}, actor=_user()
+        )
+    before = lifecycle_state(app)
+    with pytest.raises(ValidationFailed) as exc:
+        lifecycle.rollback_installation(inst.id, 1, actor=_user())
+    assert list(exc.value.fields) == ["/endpoint_url"]
+    assert lifecycle_state(app) == before
+
+
+def test_a_rollback_keeps_health_and_the_endpoint_of_its_revision(ctx, people):
+    approved_release("notes", "1.0.0")
+    inst = _install("notes")
+    lifecycle.update_installation(
+        inst.id, {"endpoint_url": "http://notes.acme.internal/", "config": {"a": 1}}, actor=_user()
+    )
+    lifecycle.record_heartbeat(inst.id, "healthy", None, actor=_user())
+    done = lifecycle.rollback_installation(inst.id, actor=_user())
+    assert (done.endpoint_url, done.config, done.health_status) == (None, {}, "healthy")
+
+
+# --- Heartbeats ---------------------------------------------------------------------------------
+
+
+def test_heartbeats_are_for_the_owning_companys_tokens_only(ctx, people):
+    approved_release("notes", "1.0.0")
+    inst = _install("notes")
+    with pytest.raises(PermissionDenied):
+        lifecycle.record_heartbeat(inst.id, "healthy", None, actor=_user(ADMIN))
+    for email in ("admin@globex.test", "dev@globex.test"):
+        with pytest.raises(NotFound) as other:
+            lifecycle.record_heartbeat(inst.id, "healthy", None, actor=_user(email))
+        with pytest.raises(NotFound) as missing:
+            lifecycle.record_heartbeat(inst.id + 99, "healthy", None, actor=_user(email))
+        assert other.value.message == missing.value.message
+    lifecycle.record_heartbeat(inst.id, "degraded", "x" * 2000, actor=_user("dev@acme.test"))
+    row = _by_name()["notes"]
+    assert (row.health_status, len(row.health_message)) == ("degraded", 500)
+    (event,) = _events("installation.health_changed")
+    assert event.actor == "dev@acme.test" and len(event.data["message"]) == 500
+
+
+HEARTBEATS = 6
+
+
+def test_many_heartbeats_at_once_record_one_change_of_health(app, people):
+    """Runtimes (several replicas) report "healthy" at the same moment: the change from
+    unknown is one history row and one event, not one per heartbeat."""
+    with app.app_context():
+        approved_release("notes", "1.0.0")
+        inst_id = _install("notes").id
+        db.session.remove()
+    headers = [bearer(app, ACME_ADMIN) for _ in range(HEARTBEATS)]
+    for status in ("healthy", "unhealthy"):
+        start = threading.Barrier(HEARTBEATS)
+        results: list = [None] * HEARTBEATS
+
+        def beat(i: int, status=status, start=start, results=results) -> None:
+            client = app.test_client()
+            try:
+                start.wait(timeout=30)
+                resp = client.post(
+                    f"/api/v1/installations/{inst_id}/heartbeat",
+                    json={"status": status},
+                    headers=headers[i],
+                )
+                results[i] = resp.status_code
+            except Exception as exc:
+                results[i] = repr(exc)
+
+        threads = [threading.Thread(target=beat, args=(i,)) for i in range(HEARTBEATS)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert results == [204] * HEARTBEATS
+    with app.app_context():
+        history = db.session.execute(
+            sa.select(HealthChange.from_status, HealthChange.to_status).order_by(HealthChange.id)
+        ).all()
+        events = [e.data for e in _events("installation.health_changed")]
+        db.session.remove()
+    assert history == [("unknown", "healthy"), ("healthy", "unhealthy")]
+    assert [(d["from"], d["to"]) for d in events] == history
+
+
+# --- Revisions --------------------------------------------------------------------------------
+
+
+def test_revisions_store_secrets_as_given_and_list_them_masked(ctx, people):
+    approved_release("vault", "1.0.0", config_schema=SECRET_SCHEMA)
+    inst = _install("vault", config={"token": "tok-1", "plain": "p"})
+    lifecycle.update_installation(inst.id, {"config": {"token": MASK, "plain": "q"}}, actor=_user())
+    revisions = lifecycle.list_revisions(inst.id, actor=_user())
+    assert [r.revision for r in revisions] == [2, 1]
+    assert [r.config for r in revisions] == [
+        {"token": "tok-1", "plain": "q"},
+        {"token": "tok-1", "plain": "p"},
+    ]
+    assert [lifecycle.masked_revision_config(r) for r in revisions] == [
+        {"token": MASK, "plain": "q"},
+        {"token": MASK, "plain": "p"},
+    ]
+    for event in db.session.execute(sa.select(Event)).scalars():
+        assert "tok-1" not in json.dumps(event.data)
+    with pytest.raises(NotFound):
+        lifecycle.list_revisions(inst.id, actor=_user("admin@globex.test"))

@@ -4,6 +4,8 @@
     .venv/bin/python bench/run_all.py relay      # only the named ones
     .venv/bin/python bench/run_all.py upload     # (bench/upload.py; its gunicorn app,
                                                  # bench/_upload_app.py, is skipped)
+    .venv/bin/python bench/run_all.py resolver   # install plans on a synthetic registry
+                                                 # of 2,000 names (bench/resolver.py)
 
 Each script prints its own summary and writes its JSON under bench/out/. Exits non-zero
 if any benchmark failed to run (missing its target is reported, not a failure).

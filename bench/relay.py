@@ -3,19 +3,25 @@
 Records N events (default 50,000) in a fresh database, then alternates, REPEATS times:
 
 - relay: `Relay(...).drain()` publishes every unpublished row to a fresh stream key
-  (one lease renewal, one SELECT, one pipelined XADD batch and one UPDATE per batch);
+  (a SELECT, one pipelined XADD batch and one UPDATE per batch, the lease renewed when
+  due); afterwards `published_at` is reset and the table vacuumed, untimed;
 - raw:   redis-py pipelined XADD of the very same stream entries (prebuilt with
   `portal.events.stream_fields`, so only the Redis cost is timed), in batches of the
   same size and with the same approximate MAXLEN.
 
-Reports events/s (best and median) and relay/raw as a ratio. Target: at least 60%.
+Each stream is checked: every entry, in id order. Reports events/s (best and median),
+relay/raw as a ratio (target: at least 60%), and CPU seconds of this process, the
+PostgreSQL backends and redis-server, which other load on the machine disturbs less.
 
     .venv/bin/python bench/relay.py [--events 50000] [--batch 500]
-        [--database-url URL | sqlite] [--redis-url redis://127.0.0.1:6379/0] [--profile]
+        [--database-url URL | sqlite] [--redis-url redis://127.0.0.1:6379/0]
+        [--repeats 3] [--profile] [--breakdown] [--variants] [--out PATH]
 
 A PostgreSQL URL names the server: a fresh database is created there and dropped at the
 end. `sqlite` uses a temporary SQLite file. Stream keys are `bench-<uuid>:events` and
-are deleted at the end, even on failure.
+are deleted at the end, even on failure. Results: bench/out/relay.json, one entry per
+database. --variants also times ProposedRelay (proposed changes, portal/ untouched);
+--breakdown times the steps of one more drain; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -215,22 +221,31 @@ EVENT_COLUMNS = (
     Event.installation_id,
     Event.data,
 )
+# The same, with `data` as the database's JSON text (stream_fields takes `data_json` as is).
+EVENT_COLUMNS_TEXT = (*EVENT_COLUMNS[:-1], sa.cast(Event.data, sa.Text).label("data_json"))
 
 
 class ProposedRelay(Relay):
-    """Relay.publish_batch with the proposed changes, each one switchable for measuring.
+    """Relay.publish_batch with changes switched on by `options`, for measuring them.
 
-    rows:   SELECT the columns as rows instead of loading 500 ORM entities.
+    With no options it is the relay as it was before 9f56a0c: ORM entities, and the
+    lease renewed (UPDATE + COMMIT) before every batch.
+
+    rows:   SELECT the columns as rows instead of loading 500 ORM entities (in 9f56a0c).
     lease:  renew the lease only once a third of its TTL has passed, not before every
-            batch (one UPDATE and one COMMIT fewer per batch; the lease then always has
-            at least two thirds of its TTL left when a batch starts).
+            batch (in 9f56a0c; one UPDATE and one COMMIT fewer per batch).
+    text:   with rows, select `data` as JSON text (CAST AS TEXT), no parse and dump per
+            event (in c6a1c88).
     async_commit: on PostgreSQL, commit the "published" marks with synchronous_commit
-            off. A crash can lose only the marks of the last few hundred milliseconds,
-            and those events are then published again: at-least-once, which events.md
-            already requires consumers to handle (they deduplicate by event_id).
+            off (in c6a1c88). A crash can lose only the last marks, and those events are
+            then published again: at least once, which events.md already requires
+            consumers to handle (they deduplicate by event_id).
     any_array: on PostgreSQL, mark the batch with `id = ANY(:ids)` (one array parameter)
             instead of `id IN (:id_1, ..., :id_500)` (500 parameters rendered, bound and
             planned on every batch).
+    returning: mark and fetch in one statement, `UPDATE ... WHERE id IN (SELECT the
+            lowest unpublished ids LIMIT n) RETURNING <columns>`, then XADD, then commit
+            (a Redis failure rolls the marks back). No id list goes back to the database.
     """
 
     options: tuple[str, ...] = ()
@@ -251,10 +266,15 @@ class ProposedRelay(Relay):
         self._renewed_at = None
         return False
 
+    def _columns(self) -> tuple:
+        return EVENT_COLUMNS_TEXT if "text" in self.options else EVENT_COLUMNS
+
     def publish_batch(self) -> int:
         if not self._hold_lease():
             return 0
-        what = EVENT_COLUMNS if "rows" in self.options else (Event,)
+        if "returning" in self.options:
+            return self._publish_returning()
+        what = self._columns() if "rows" in self.options else (Event,)
         query = (
             sa.select(*what)
             .where(Event.published_at.is_(None))
@@ -291,30 +311,145 @@ class ProposedRelay(Relay):
         db.session.commit()
         return len(events)
 
+    def _publish_returning(self) -> int:
+        lowest = (
+            sa.select(Event.id)
+            .where(Event.published_at.is_(None))
+            .order_by(Event.id)
+            .limit(self.batch_size)
+        )
+        if "async_commit" in self.options and db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+        marked = db.session.execute(
+            sa.update(Event)
+            .where(Event.id.in_(lowest))
+            .values(published_at=utcnow())
+            .returning(*self._columns())
+            .execution_options(synchronize_session=False)
+        ).all()
+        if not marked:
+            db.session.rollback()
+            return 0
+        marked.sort(key=lambda row: row.id)  # RETURNING comes in no particular order
+        pipe = self.redis.pipeline(transaction=False)
+        for row in marked:
+            pipe.xadd(self.stream, stream_fields(row), maxlen=self.maxlen, approximate=True)
+        try:
+            pipe.execute()
+        except Exception:
+            db.session.rollback()
+            raise
+        db.session.commit()
+        return len(marked)
+
 
 def proposed(*options: str) -> type[Relay]:
     return type("ProposedRelay", (ProposedRelay,), {"options": options})
 
 
-# name -> relay class: each proposal alone, then the recommended set, then all of them.
+# name -> relay class. "relay" is portal's Relay: since 9f56a0c it selects rows and renews
+# the lease a third of its TTL apart, since c6a1c88 it also reads `data` as JSON text and
+# commits the marks without waiting for the disk. "old" is the relay before 9f56a0c.
+CURRENT = ("rows", "lease", "text", "async_commit")
 VARIANTS: dict[str, type[Relay]] = {
-    "+rows": proposed("rows"),
-    "+lease": proposed("lease"),
-    "+any": proposed("any_array"),
-    "+async": proposed("async_commit"),
-    "+rows+lease+any": proposed("rows", "lease", "any_array"),
-    "+all": proposed("rows", "lease", "any_array", "async_commit"),
+    "old (orm, lease/batch)": proposed(),
+    "control (= relay)": proposed(*CURRENT),  # the harness adds nothing if it matches
+    "+any": proposed(*CURRENT, "any_array"),
+    "+returning": proposed("returning", "lease", "text", "async_commit"),
 }
+
+
+# --- CPU accounting: this process, the database backends and redis-server ------------
+
+
+def _proc_cpu(pid: int) -> float:
+    """utime + stime of a local process, in seconds (0 if it is gone or not readable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU seconds spent by the three processes doing the work, whatever else runs.
+
+    The relay is synchronous (it waits for PostgreSQL, then for Redis), so on an idle
+    machine its wall time is close to the sum of these; on a busy one the sum still holds
+    while wall times swing. Redis and PostgreSQL must be local for their share to count
+    (redis-server's share includes any other client's commands in the meantime).
+    """
+
+    def __init__(self, client, database_url: str | None):
+        self.redis_pid = None
+        info = client.info("server")
+        if os.path.exists(f"/proc/{info.get('process_id', 0)}/stat"):
+            self.redis_pid = int(info["process_id"])
+        self.admin = None
+        if database_url and database_url.startswith("postgresql"):
+            parts = urlsplit(database_url.replace("postgresql+psycopg://", "postgresql://"))
+            self.database = parts.path.lstrip("/")
+            admin_url = urlunsplit(parts._replace(path="/postgres"))
+            self.admin = psycopg.connect(admin_url, autocommit=True)
+
+    def close(self) -> None:
+        if self.admin is not None:
+            self.admin.close()
+
+    def snapshot(self) -> dict:
+        backends = {}
+        if self.admin is not None:
+            rows = self.admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.database,)
+            ).fetchall()
+            backends = {pid: _proc_cpu(pid) for (pid,) in rows}
+        return {
+            "python": time.process_time(),
+            "postgres": backends,
+            "redis": _proc_cpu(self.redis_pid) if self.redis_pid else 0.0,
+        }
+
+    def since(self, before: dict) -> dict[str, float]:
+        now = self.snapshot()
+        postgres = sum(
+            cpu - before["postgres"].get(pid, 0.0) for pid, cpu in now["postgres"].items()
+        )
+        used = {
+            "python": now["python"] - before["python"],
+            "postgres": postgres,
+            "redis": now["redis"] - before["redis"],
+        }
+        used["total"] = sum(used.values())
+        return {k: round(v, 4) for k, v in used.items()}
+
+
+class _NoMeter:
+    def snapshot(self) -> dict:
+        return {"python": time.process_time()}
+
+    def since(self, before: dict) -> dict[str, float]:
+        used = time.process_time() - before["python"]
+        return {"python": used, "postgres": 0.0, "redis": 0.0, "total": used}
 
 
 # --- timed phases ---------------------------------------------------------------------
 
 
 def run_relay(
-    client, key: str, batch: int, expected: int, relay_class=Relay, profile: bool = False
-) -> float:
+    client,
+    key: str,
+    batch: int,
+    expected: int,
+    relay_class=Relay,
+    profile: bool = False,
+    meter: CpuMeter | _NoMeter | None = None,
+) -> tuple[float, dict[str, float]]:
+    """One drain to `key`; returns (wall seconds, CPU seconds by process)."""
+    meter = meter or _NoMeter()
     relay = relay_class(client, stream=key, maxlen=MAXLEN, batch_size=batch)
     profiler = cProfile.Profile() if profile else None
+    cpu_before = meter.snapshot()
     started = time.perf_counter()
     if profiler:
         profiler.enable()
@@ -322,6 +457,7 @@ def run_relay(
     if profiler:
         profiler.disable()
     elapsed = time.perf_counter() - started
+    cpu = meter.since(cpu_before)
     release_lease(RELAY_LEASE, relay.holder)  # so the next repetition's relay takes over
     db.session.remove()
     if published != expected:
@@ -330,17 +466,23 @@ def run_relay(
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(15)
         print(out.getvalue())
-    return elapsed
+    return elapsed, cpu
 
 
-def run_raw(client, key: str, batch: int, fields: list[dict[str, str]]) -> float:
+def run_raw(
+    client, key: str, batch: int, fields: list[dict[str, str]], meter=None
+) -> tuple[float, dict[str, float]]:
+    """Returns (wall seconds, CPU seconds by process), like run_relay."""
+    meter = meter or _NoMeter()
+    cpu_before = meter.snapshot()
     started = time.perf_counter()
     for start in range(0, len(fields), batch):
         pipe = client.pipeline(transaction=False)
         for entry in fields[start : start + batch]:
             pipe.xadd(key, entry, maxlen=MAXLEN, approximate=True)
         pipe.execute()
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return elapsed, meter.since(cpu_before)
 
 
 # --- breakdown (--breakdown): where one drain's time goes, without editing the relay ------
@@ -467,13 +609,20 @@ def print_breakdown(name: str, result: dict, raw_per_batch_ms: float) -> None:
 # --- report ---------------------------------------------------------------------------
 
 
-def summarize(times: list[float], events: int) -> dict:
+def summarize(runs: list[tuple[float, dict[str, float]]], events: int) -> dict:
+    times = [wall for wall, _cpu in runs]
+    cpu = {
+        part: round(statistics.median(used[part] for _wall, used in runs), 4)
+        for part in ("python", "postgres", "redis", "total")
+    }
     return {
         "seconds": [round(t, 4) for t in times],
         "best_s": round(min(times), 4),
         "median_s": round(statistics.median(times), 4),
         "best_eps": round(events / min(times)),
         "median_eps": round(events / statistics.median(times)),
+        "cpu_seconds": [used for _wall, used in runs],
+        "cpu_median_s": cpu,
     }
 
 
@@ -481,6 +630,8 @@ def ratio(row: dict, raw: dict) -> dict:
     return {
         "best": round(row["best_eps"] / raw["best_eps"], 4),
         "median": round(row["median_eps"] / raw["median_eps"], 4),
+        # The same ratio from CPU seconds of Python + PostgreSQL + Redis (medians).
+        "cpu": round(raw["cpu_median_s"]["total"] / row["cpu_median_s"]["total"], 4),
     }
 
 
@@ -488,18 +639,30 @@ def print_summary(result: dict) -> None:
     raw, n = result["raw"], result["events"]
     print()
     print(f"Relay benchmark: {n:,} events, batch {result['batch']}, {result['database']},")
-    print(f"  Redis {result['redis_version']}, {result['cpus']} CPUs, {result['date']}")
+    load = " -> ".join(f"{x:.1f}" for x in result["loadavg_1m"])
+    cpus, date = result["cpus"], result["date"]
+    print(f"  Redis {result['redis_version']}, {cpus} CPUs, load {load}, {date}")
     print(f"  insert (untimed phase): {result['insert_s']:.2f} s")
     print()
     print(
-        f"  {'':<20}{'best ev/s':>11}{'median ev/s':>13}{'ratio best':>12}{'median':>8}   runs (s)"
+        f"  {'':<30}{'best ev/s':>10}{'median ev/s':>12}{'ratio best':>11}{'median':>7}"
+        f"{'CPU':>6}   {'CPU s: py':>9}{'pg':>6}{'redis':>6}   runs (s)"
     )
     rows = [("relay", result["relay"], result["ratio"]), ("raw XADD", raw, None)]
     rows += [(f"relay {name}", row, row["ratio"]) for name, row in result["variants"].items()]
     for name, row, rat in rows:
-        runs = ", ".join(f"{t:.3f}" for t in row["seconds"])
-        ratios = f"{rat['best']:>12.1%}{rat['median']:>8.1%}" if rat else " " * 20
-        print(f"  {name:<24}{row['best_eps']:>11,}{row['median_eps']:>13,}{ratios}   {runs}")
+        runs = ", ".join(f"{t:.2f}" for t in row["seconds"])
+        ratios = f"{rat['best']:>11.1%}{rat['median']:>7.1%}{rat['cpu']:>6.0%}" if rat else " " * 24
+        cpu = row["cpu_median_s"]
+        print(
+            f"  {name:<30}{row['best_eps']:>10,}{row['median_eps']:>12,}{ratios}"
+            f"   {cpu['python']:>9.2f}{cpu['postgres']:>6.2f}{cpu['redis']:>6.2f}   {runs}"
+        )
+    print(
+        "  ratio: relay ev/s / raw ev/s, from the best and the median runs; CPU: the same\n"
+        "  from the CPU seconds of Python + PostgreSQL + redis-server (medians), which load\n"
+        "  from other work on the machine disturbs much less than wall time."
+    )
     verdict = "PASS" if result["ratio"]["median"] >= TARGET else "FAIL"
     print(f"\n  target: relay/raw >= {TARGET:.0%} (median-based): {verdict}")
 
@@ -526,17 +689,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--breakdown",
         action="store_true",
-        help="time the steps of one extra drain (and of +rows+lease+any with --variants)",
+        help="time the steps of one extra drain (and of +any with --variants)",
     )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
 
+    load_start = os.getloadavg()
     client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=2)
     client.ping()
     keys: list[str] = []
     with ExitStack() as stack:
         stack.callback(lambda: keys and client.delete(*keys))
         url, backend = fresh_database(args.database_url, stack)
+        meter = CpuMeter(client, url)
+        stack.callback(meter.close)
         app = create_app(TestConfig(url))
         with app.app_context(), _disposing_engine():
             flask_migrate.upgrade()
@@ -547,7 +713,7 @@ def main(argv: list[str] | None = None) -> int:
             contenders = {"relay": Relay}
             if args.variants:
                 contenders.update(VARIANTS)
-            times: dict[str, list[float]] = {name: [] for name in [*contenders, "raw"]}
+            times: dict[str, list[tuple[float, float]]] = {n: [] for n in [*contenders, "raw"]}
             published = False
             for rep in range(args.repeats):
                 for name, relay_class in contenders.items():
@@ -555,8 +721,8 @@ def main(argv: list[str] | None = None) -> int:
                         reset_published()
                     vacuum_analyze()
                     key = new_key(keys)
-                    elapsed = run_relay(client, key, args.batch, args.events, relay_class)
-                    times[name].append(elapsed)
+                    run = run_relay(client, key, args.batch, args.events, relay_class, meter=meter)
+                    times[name].append(run)
                     published = True
                     if unpublished_count():
                         raise AssertionError(f"{name}: rows left unpublished after drain()")
@@ -564,15 +730,15 @@ def main(argv: list[str] | None = None) -> int:
                     client.delete(key)
                     if name == "relay":  # raw right after the relay: alternating pairs
                         key = new_key(keys)
-                        times["raw"].append(run_raw(client, key, args.batch, fields))
+                        times["raw"].append(run_raw(client, key, args.batch, fields, meter))
                         check_stream(client, key, fields)
                         client.delete(key)
-                runs = ", ".join(f"{name} {t[-1]:.3f} s" for name, t in times.items())
+                runs = ", ".join(f"{name} {t[-1][0]:.3f} s" for name, t in times.items())
                 print(f"  rep {rep + 1}: {runs}", flush=True)
 
             breakdowns = {}
             if args.breakdown:
-                for name in ("relay", *(["+rows+lease+any"] if args.variants else [])):
+                for name in ("relay", *(["+any"] if args.variants else [])):
                     reset_published()
                     vacuum_analyze()
                     key = new_key(keys)
@@ -603,6 +769,8 @@ def main(argv: list[str] | None = None) -> int:
             "maxlen": MAXLEN,
             "repeats": args.repeats,
             "cpus": os.cpu_count(),
+            # Other work on the machine skews wall times: the 1-minute load around the run.
+            "loadavg_1m": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
             "python": platform.python_version(),
             "redis_version": client.info("server")["redis_version"],
             "redis_py": redis.__version__,

@@ -47,6 +47,9 @@ PASSWORD = "bench-password-123"
 # --- the fake runtime (child process) ----------------------------------------------------
 
 
+from _common import fresh_postgres  # noqa: E402  (bench/ is on sys.path)
+
+
 def serve(hang_seconds: float) -> None:
     """Run the fake runtime on 127.0.0.1; print the port; stop when stdin closes."""
 
@@ -106,27 +109,12 @@ def start_runtime(stack: ExitStack, hang_seconds: float) -> str:
 def fresh_database(spec: str, stack: ExitStack) -> tuple[str, str]:
     """A new, empty database for this run; returns (url, label). Dropped by `stack`."""
     import tempfile
-    import uuid
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
 
     if spec == "sqlite" or spec.startswith("sqlite:"):
         tmp = tempfile.TemporaryDirectory(prefix="bench-health-")
         stack.enter_context(tmp)
         return f"sqlite:///{Path(tmp.name) / 'health.db'}", "sqlite"
-    parts = urlsplit(spec.replace("postgresql+psycopg://", "postgresql://"))
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    name = f"bench_health_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}")), "postgresql"
+    return fresh_postgres(spec, stack, "bench_health")
 
 
 @contextmanager

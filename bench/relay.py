@@ -72,6 +72,9 @@ OUT = Path(__file__).resolve().parent / "out" / "relay.json"
 # --- database -------------------------------------------------------------------------
 
 
+from _common import fresh_postgres  # noqa: E402  (bench/ is on sys.path)
+
+
 def fresh_database(spec: str, stack: ExitStack) -> tuple[str, str]:
     """A new, empty database for this run; returns (url, label). Dropped by `stack`."""
     if spec == "sqlite" or spec.startswith("sqlite:"):
@@ -85,18 +88,7 @@ def fresh_database(spec: str, stack: ExitStack) -> tuple[str, str]:
                 raise SystemExit(f"{path} exists: the benchmark needs a file of its own")
             stack.callback(_unlink_sqlite, path)
         return f"sqlite:///{path}", "sqlite"
-    parts = urlsplit(spec.replace("postgresql+psycopg://", "postgresql://"))
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    name = f"bench_relay_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}")), "postgresql"
+    return fresh_postgres(spec, stack, "bench_relay")
 
 
 @contextmanager

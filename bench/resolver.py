@@ -54,17 +54,14 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import flask_migrate  # noqa: E402
-import psycopg  # noqa: E402
 import resolvelib  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
@@ -96,6 +93,9 @@ PASSWORD = "bench-password-1"
 
 
 # --- the synthetic registry ------------------------------------------------------------
+
+
+from _common import fresh_postgres  # noqa: E402  (bench/ is on sys.path)
 
 
 def module_name(i: int) -> str:
@@ -473,18 +473,7 @@ def fresh_database(spec: str, stack: ExitStack) -> tuple[str, str]:
         tmp = tempfile.TemporaryDirectory(prefix="bench-resolver-")
         stack.enter_context(tmp)
         return f"sqlite:///{Path(tmp.name) / 'resolver.db'}", "sqlite"
-    parts = urlsplit(spec.replace("postgresql+psycopg://", "postgresql://"))
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    name = f"bench_resolver_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}")), "postgresql"
+    return fresh_postgres(spec, stack, "bench_resolver")
 
 
 # --- report -----------------------------------------------------------------------------------

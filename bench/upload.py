@@ -54,7 +54,6 @@ from contextlib import ExitStack
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
@@ -82,6 +81,9 @@ TARGET_FIRST_BYTE_MS = 20.0
 # --- database and accounts -----------------------------------------------------------------
 
 
+from _common import fresh_postgres  # noqa: E402  (bench/ is on sys.path)
+
+
 def fresh_database(spec: str, stack: ExitStack, tmp: Path) -> tuple[str, str]:
     """A new, empty database for this run; returns (url, label). Dropped by `stack`."""
     if spec == "sqlite" or spec.startswith("sqlite:"):
@@ -92,20 +94,7 @@ def fresh_database(spec: str, stack: ExitStack, tmp: Path) -> tuple[str, str]:
             raise SystemExit(f"{path} exists: the benchmark needs a file of its own")
         stack.callback(_unlink_sqlite, path)
         return f"sqlite:///{path}", "sqlite"
-    import psycopg
-
-    parts = urlsplit(spec.replace("postgresql+psycopg://", "postgresql://"))
-    admin_url = urlunsplit(parts._replace(path="/postgres"))
-    name = f"bench_upload_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    stack.callback(drop)
-    return urlunsplit(parts._replace(path=f"/{name}")), "postgresql"
+    return fresh_postgres(spec, stack, "bench_upload")
 
 
 def _unlink_sqlite(path: Path) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, g, request
+from flask import Blueprint, g, jsonify, request
 
 from portal.models import User
 from portal.services import accounts
@@ -20,6 +20,14 @@ def current_actor() -> User:
             raise Unauthorized("Send 'Authorization: Bearer <token>'.")
         g.api_actor = accounts.user_for_bearer(token)
     return g.api_actor
+
+
+def created(body: dict, location: str):
+    """201 with the new resource and its Location."""
+    resp = jsonify(body)
+    resp.status_code = 201
+    resp.headers["Location"] = location
+    return resp
 
 
 def json_body() -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import jsonify, request, url_for
 
-from portal.api import bp, current_actor, json_body, schemas
+from portal.api import bp, created, current_actor, json_body, schemas
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import installation_json, page_json, plan_json
 from portal.services import installations
@@ -77,10 +77,7 @@ def install():
     inst, deps = installations.install_module(install_request(json_body()), actor=actor)
     body = installation_json(inst)
     body["installed_dependencies"] = [installation_json(d) for d in deps]
-    resp = jsonify(body)
-    resp.status_code = 201
-    resp.headers["Location"] = url_for("api.get_installation", installation_id=inst.id)
-    return resp
+    return created(body, url_for("api.get_installation", installation_id=inst.id))
 
 
 @bp.get("/installations/")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import current_app, jsonify, request, url_for
 
-from portal.api import bp, current_actor, schemas
+from portal.api import bp, created, current_actor, schemas
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import module_json, page_json
 from portal.downloads import package_response
@@ -51,10 +51,7 @@ LIST_FILTERS = (
 def create_module():
     actor = current_actor()
     release = publishing.publish_release(submission_from_request(request), actor=actor)
-    resp = jsonify(module_json(release))
-    resp.status_code = 201
-    resp.headers["Location"] = url_for("api.get_module", module_id=release.id)
-    return resp
+    return created(module_json(release), url_for("api.get_module", module_id=release.id))
 
 
 @bp.get("/modules/")

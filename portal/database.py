@@ -50,19 +50,24 @@ def configure_engine(app: Flask, engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if _takes_write_lock() else "BEGIN")
 
 
-# Indexes Alembic must not compare: expression indexes it cannot reflect faithfully, and
-# PostgreSQL-only ones (declared with ddl_if) on other databases.
-EXPRESSION_INDEXES = frozenset({"ix_modules_search"})
-POSTGRES_ONLY_INDEXES = frozenset({"ix_modules_search", "ix_modules_name_trgm"})
+# Schema only migrations know, which Alembic must not compare: the generated tsvector
+# column and its GIN indexes (SQLite has no tsvector, so the model leaves them out).
+UNMODELED = frozenset(
+    {
+        ("column", "search_vector"),
+        ("index", "ix_modules_search"),
+        ("index", "ix_modules_latest_search"),
+    }
+)
+# PostgreSQL-only indexes the model declares with ddl_if: compared on PostgreSQL only.
+POSTGRES_ONLY_INDEXES = frozenset({"ix_modules_name_trgm", "ix_modules_latest_name_trgm"})
 
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
     """Alembic's autogenerate filter (used by `flask db migrate` and `flask db check`)."""
-    if type_ != "index":
-        return True
-    if name in EXPRESSION_INDEXES:
+    if (type_, name) in UNMODELED:
         return False
-    if name in POSTGRES_ONLY_INDEXES:
+    if type_ == "index" and name in POSTGRES_ONLY_INDEXES:
         from alembic import context
 
         return context.get_context().dialect.name == "postgresql"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
@@ -117,38 +118,24 @@ class StatusChange(db.Model):
     actor: Mapped[User | None] = relationship()
 
 
-def search_document(table=None):
-    """The weighted full-text document of a release (PostgreSQL): name and display name
-    weigh most, then tags, then the description. Shared by the GIN index (migration 0007)
-    and the search
-    query, so the planner can use the index."""
-    cols = (table if table is not None else ModuleRelease.__table__).c
-    # One configuration for all fields: the query's prefix terms must meet the same
-    # (unstemmed) lexemes; an English-stemmed description never matched "recipe:*".
-    simple = sa.literal_column("'simple'::regconfig")
-
-    def weighted(config, text, weight):
-        # A literal, not a bound parameter: setweight() takes "char", and the planner only
-        # matches the index when the expressions are written alike.
-        return sa.func.setweight(
-            sa.func.to_tsvector(config, text), sa.literal_column(f"'{weight}'")
-        )
-
-    return (
-        weighted(simple, cols.name, "A")
-        .op("||")(weighted(simple, sa.func.coalesce(cols.display_name, ""), "A"))
-        .op("||")(weighted(simple, sa.func.coalesce(sa.cast(cols.tags, sa.Text), ""), "B"))
-        .op("||")(weighted(simple, cols.description, "C"))
-    )
-
+# The weighted full-text document of a release (PostgreSQL only): name and display name
+# weigh most (A), then tags (B), then the description (C), all in the unstemmed 'simple'
+# configuration so that the query's prefix terms meet the same lexemes. It is a generated
+# column that migration 0008 adds, with its GIN indexes (all rows, and latest rows only);
+# the model leaves it out because SQLite has no tsvector (database.include_object).
+SEARCH_VECTOR = sa.literal_column("modules.search_vector", TSVECTOR)
 
 # PostgreSQL-only indexes; ddl_if keeps SQLite (and `flask db check` there) unaware of them.
-sa.Index("ix_modules_search", search_document(), postgresql_using="gin").ddl_if(
-    dialect="postgresql"
-)
 sa.Index(
     "ix_modules_name_trgm",
     ModuleRelease.name,
     postgresql_using="gin",
     postgresql_ops={"name": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")
+sa.Index(
+    "ix_modules_latest_name_trgm",
+    ModuleRelease.name,
+    postgresql_using="gin",
+    postgresql_ops={"name": "gin_trgm_ops"},
+    postgresql_where=sa.text("is_latest"),
 ).ddl_if(dialect="postgresql")

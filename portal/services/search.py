@@ -1,7 +1,7 @@
 """Full-text search over releases: one function behind the marketplace and the API.
 
-PostgreSQL: a weighted tsvector (name and display name A, tags B, description C) behind a
-GIN expression index, prefix matching for search-as-you-type, plus trigram similarity on
+PostgreSQL: a stored weighted tsvector (name and display name A, tags B, description C)
+behind GIN indexes, prefix matching for search-as-you-type, plus trigram similarity on
 names (pg_trgm) so a misspelled name still finds its module. SQLite: LIKE over the same
 fields, ranked name-first: the same shape of result, without typo tolerance.
 """
@@ -13,7 +13,7 @@ import re
 import sqlalchemy as sa
 
 from portal.models import ModuleRelease
-from portal.models.modules import search_document
+from portal.models.modules import SEARCH_VECTOR
 
 MAX_TERMS = 8
 MAX_TERM_LENGTH = 64
@@ -41,11 +41,22 @@ def _postgres(query: sa.Select, terms: list[str], phrase: str) -> sa.Select:
     tsquery = sa.func.to_tsquery(
         sa.literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
     )
-    vector = search_document()
-    matches = vector.op("@@")(tsquery)
+    matches = SEARCH_VECTOR.op("@@")(tsquery)
     similar = ModuleRelease.name.op("%")(phrase)
-    rank = sa.func.ts_rank(vector, tsquery) + sa.func.similarity(ModuleRelease.name, phrase)
-    return query.where(sa.or_(matches, similar)).order_by(None).order_by(rank.desc())
+    # Full-text matches rank by ts_rank (a name or display name hit weighs most); the
+    # name similarity is computed only for the typo matches full text misses, not for the
+    # thousands of rows a common word matches. Ties go to the shorter name, then by name
+    # and id, so that pages of equal ranks never repeat or skip a row.
+    rank = sa.func.ts_rank(SEARCH_VECTOR, tsquery) + sa.case(
+        (matches, 0.0), else_=sa.func.similarity(ModuleRelease.name, phrase)
+    )
+    return (
+        query.where(sa.or_(matches, similar))
+        .order_by(None)
+        .order_by(
+            rank.desc(), sa.func.length(ModuleRelease.name), ModuleRelease.name, ModuleRelease.id
+        )
+    )
 
 
 def _like(term: str) -> str:
@@ -64,4 +75,4 @@ def _sqlite(query: sa.Select, terms: list[str]) -> sa.Select:
         query = query.where(sa.or_(*(f.ilike(pattern, escape="\\") for f in fields)))
     first = _like(terms[0])
     name_hit = sa.case((ModuleRelease.name.ilike(first, escape="\\"), 0), else_=1)
-    return query.order_by(None).order_by(name_hit, ModuleRelease.name)
+    return query.order_by(None).order_by(name_hit, ModuleRelease.name, ModuleRelease.id)

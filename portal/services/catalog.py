@@ -8,7 +8,7 @@ from portal.extensions import db
 from portal.models import Company, ModuleRelease, User
 from portal.services.access import is_admin
 from portal.services.errors import NotFound, ValidationFailed
-from portal.services.paging import Page, paginate
+from portal.services.paging import Page, paginate, paginate_ranked
 from portal.services.search import apply_search, search_terms
 
 LIST_STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
@@ -58,8 +58,10 @@ def list_releases(
     sort: str | None = None,
     q: str | None = None,
     latest: str | bool | None = None,
+    options: tuple = (),
 ) -> Page:
-    """Releases the actor may see, filtered. Raises ValidationFailed for unknown values."""
+    """Releases the actor may see, filtered, loaded with the ORM loader `options`.
+    Raises ValidationFailed for unknown values."""
     errors = []
     if status and status not in LIST_STATUSES:
         allowed = ", ".join(LIST_STATUSES)
@@ -103,9 +105,9 @@ def list_releases(
         query = apply_search(query, q, db.session.get_bind().dialect.name)
         if sort:
             query = query.order_by(None).order_by(*SORTS[sort], ModuleRelease.id)
-    else:
-        query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
-    return paginate(query, page, per_page)
+        return paginate_ranked(query, page, per_page, ModuleRelease.id, options)
+    query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
+    return paginate(query.options(*options), page, per_page)
 
 
 def _has_tag(tag: str):

@@ -272,3 +272,50 @@ def lifecycle_state(app) -> dict:
         }
         db.session.remove()
     return state
+
+
+def bulk_modules(app, start: int, stop: int, by: str = "dev@acme.test") -> None:
+    """Approved, latest, public modules bulk-0000N with tags and a dependency on
+    base-objects, inserted in bulk (acme publishes them, `by` owns them)."""
+    from portal.models import Company, ModuleDependency, ModuleRelease, User
+    from portal.services.names import fold_name
+    from portal.versions import sort_key
+    from tests.packaging import manifest
+
+    with app.app_context():
+        acme = db.session.execute(sa.select(Company.id).where(Company.slug == "acme")).scalar()
+        owner = db.session.execute(sa.select(User.id).where(User.email == by)).scalar()
+        rows = [
+            {
+                "name": f"bulk-{i:05d}",
+                "name_fold": fold_name(f"bulk-{i:05d}"),
+                "version": "1.0.0",
+                "version_key": sort_key("1.0.0"),
+                "prerelease": False,
+                "is_latest": True,
+                "display_name": f"Bulk {i}",
+                "description": "A module made in bulk",
+                "author": "Bulk",
+                "category": f"cat-{i % 7}",
+                "tags": ["bulk", f"t{i % 5}"],
+                "manifest": manifest(f"bulk-{i:05d}"),
+                "status": "approved",
+                "visibility": "public",
+                "publisher_id": acme,
+                "owner_id": owner,
+            }
+            for i in range(start, stop)
+        ]
+        db.session.execute(sa.insert(ModuleRelease), rows)
+        ids = db.session.execute(
+            sa.select(ModuleRelease.id).where(ModuleRelease.name.like("bulk-%"))
+        ).scalars()
+        have = set(db.session.execute(sa.select(ModuleDependency.module_id).distinct()).scalars())
+        deps = [
+            {"module_id": i, "name": "base-objects", "constraint": ">=1.0.0", "position": 0}
+            for i in ids
+            if i not in have
+        ]
+        db.session.execute(sa.insert(ModuleDependency), deps)
+        db.session.commit()
+        db.session.remove()

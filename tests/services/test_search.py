@@ -5,10 +5,11 @@ page: hostile text, prefixes, ranking, tags, SemVer latest, deprecated releases,
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.services import accounts, review
-from tests.helpers import bearer, login, publish_manifest, publish_package
+from tests.helpers import bearer, bulk_modules, login, publish_manifest, publish_package
 from tests.packaging import manifest, manifest_yaml, zip_package
 
 ADMIN = "admin@example.com"
@@ -269,3 +270,79 @@ def test_the_publisher_company_and_platform_admins_see_the_private_release(
     assert client.get("/modules/secret-sauce").status_code == 200
     download = client.get("/modules/secret-sauce/1.0.0/package")
     assert download.status_code == 200 and download.data[:2] == b"PK"
+
+
+# --- Ranked pages: stable order, one pass, the indexes ----------------------------------------
+
+
+@pytest.fixture
+def equals(app, people):
+    """25 modules that match "widget" exactly alike (equal ranks), and one that does not."""
+    with app.app_context():
+        for i in range(25):
+            release(f"widget-{i:02d}", description="Makes widgets")
+        release("gadget", description="Makes gadgets")
+        db.session.remove()
+
+
+def test_pages_of_equal_ranks_neither_repeat_nor_skip_a_module(app, client, equals):
+    seen = []
+    for page in (1, 2, 3):
+        body = api_search(app, client, {"q": "widget", "per_page": 10, "page": page})
+        assert body["total"] == 25
+        seen += names(body)
+    assert sorted(seen) == [f"widget-{i:02d}" for i in range(25)]
+    # Equal ranks go to the shorter name, then by name: the same order every time.
+    assert seen == sorted(seen, key=lambda n: (len(n), n))
+
+
+def test_a_page_past_the_last_still_counts_the_matches(app, client, equals):
+    body = api_search(app, client, {"q": "widget", "per_page": 10, "page": 9})
+    assert body["items"] == [] and body["total"] == 25
+    login(client, ACME_ADMIN)
+    html = client.get("/", query_string={"q": "widget", "page": 9}).get_data(as_text=True)
+    assert "25 modules" in html
+
+
+@pytest.mark.postgres
+def test_searches_read_the_stored_vector_through_its_gin_indexes(app, client, equals, postgres_url):
+    """The marketplace (latest=true) reads the latest-only indexes, other searches the full
+    ones, and no statement recomputes the document (migration 0008)."""
+    statements = []
+
+    def capture(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    bulk_modules(app, 0, 2000)  # enough latest rows that reading them all costs more
+    with app.app_context():
+        engine = db.engine
+    # VACUUM moves the bulk insert out of GIN's pending list, which the planner would
+    # otherwise (rightly) price as a scan of every pending entry.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql("VACUUM ANALYZE modules")
+    sa.event.listen(engine, "before_cursor_execute", capture)
+    try:
+        api_search(app, client, {"q": "widget", "latest": "true"})
+        latest = [s for s in statements if "@@" in s[0]]
+        statements.clear()
+        api_search(app, client, {"q": "widget"})
+        every = [s for s in statements if "@@" in s[0]]
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", capture)
+    assert latest and every
+    assert not any("to_tsvector" in s for s, _ in latest + every)
+
+    def plan(statement, parameters) -> str:
+        with engine.connect() as conn:
+            # 2,000 rows are still cheaper to read whole than through any index; what is
+            # asked here is which index the search uses when the table is large.
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            rows = conn.exec_driver_sql("EXPLAIN " + statement, parameters).scalars()
+            return "\n".join(rows)
+
+    latest_plan = plan(*latest[0])
+    assert "ix_modules_latest_search" in latest_plan, latest_plan
+    assert "ix_modules_latest_name_trgm" in latest_plan, latest_plan
+    every_plan = plan(*every[0])
+    assert "ix_modules_search" in every_plan, every_plan
+    assert "ix_modules_latest_search" not in every_plan, every_plan

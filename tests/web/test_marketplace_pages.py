@@ -14,11 +14,9 @@ import sqlalchemy as sa
 from portal import create_app
 from portal.config import TestConfig
 from portal.extensions import db
-from portal.models import Company, Installation, ModuleDependency, ModuleRelease, User
+from portal.models import Company, Installation, ModuleRelease
 from portal.services import accounts, review
-from portal.services.names import fold_name
-from portal.versions import sort_key
-from tests.helpers import bearer, login, publish_manifest, publish_package
+from tests.helpers import bearer, bulk_modules, login, publish_manifest, publish_package
 from tests.packaging import manifest, manifest_yaml, zip_package
 
 ADMIN = "admin@example.com"
@@ -491,47 +489,6 @@ def counted(app):
         sa.event.remove(engine, "before_cursor_execute", before)
 
 
-def add_modules(app, start: int, stop: int) -> None:
-    """Approved, latest, public modules with tags and a dependency, inserted in bulk."""
-    with app.app_context():
-        acme = db.session.execute(sa.select(Company.id).where(Company.slug == "acme")).scalar()
-        owner = db.session.execute(sa.select(User.id).where(User.email == ACME_DEV)).scalar()
-        rows = [
-            {
-                "name": f"bulk-{i:05d}",
-                "name_fold": fold_name(f"bulk-{i:05d}"),
-                "version": "1.0.0",
-                "version_key": sort_key("1.0.0"),
-                "prerelease": False,
-                "is_latest": True,
-                "display_name": f"Bulk {i}",
-                "description": "A module made in bulk",
-                "author": "Bulk",
-                "category": f"cat-{i % 7}",
-                "tags": ["bulk", f"t{i % 5}"],
-                "manifest": manifest(f"bulk-{i:05d}"),
-                "status": "approved",
-                "visibility": "public",
-                "publisher_id": acme,
-                "owner_id": owner,
-            }
-            for i in range(start, stop)
-        ]
-        db.session.execute(sa.insert(ModuleRelease), rows)
-        ids = db.session.execute(
-            sa.select(ModuleRelease.id).where(ModuleRelease.name.like("bulk-%"))
-        ).scalars()
-        have = set(db.session.execute(sa.select(ModuleDependency.module_id).distinct()).scalars())
-        deps = [
-            {"module_id": i, "name": "base-objects", "constraint": ">=1.0.0", "position": 0}
-            for i in ids
-            if i not in have
-        ]
-        db.session.execute(sa.insert(ModuleDependency), deps)
-        db.session.commit()
-        db.session.remove()
-
-
 def statements_for(app, client, path: str, headers=None, expect_items: int | None = None):
     with counted(app) as statements:
         resp = client.get(path, headers=headers or {})
@@ -546,7 +503,7 @@ def statements_for(app, client, path: str, headers=None, expect_items: int | Non
 def test_the_marketplace_and_the_api_list_use_the_same_statements_for_10_or_1000_modules(
     app, client, people
 ):
-    add_modules(app, 0, 10)
+    bulk_modules(app, 0, 10)
     login(client, ACME_ADMIN)
     api = bearer(app, ACME_ADMIN)
     htmx = {"HX-Request": "true"}
@@ -566,7 +523,7 @@ def test_the_marketplace_and_the_api_list_use_the_same_statements_for_10_or_1000
         key: statements_for(app, client, *spec, expect_items=10) for key, spec in paths.items()
     }
 
-    add_modules(app, 10, 1000)
+    bulk_modules(app, 10, 1000)
     large = {}
     for key, (path, headers) in paths.items():
         size = 100 if "100" in key else 20
@@ -575,3 +532,49 @@ def test_the_marketplace_and_the_api_list_use_the_same_statements_for_10_or_1000
     assert large == small, f"10 modules: {small}; 1000 modules: {large}"
     for kind in ("page", "partial", "api"):
         assert small[f"{kind} 20"] == small[f"{kind} 100"], small
+
+
+# --- Filter menus kept per visibility scope ---------------------------------------------------
+
+
+@pytest.fixture
+def cached_menus(app):
+    app.config["MARKET_CHOICES_TTL"] = 60
+    yield
+    app.config["MARKET_CHOICES_TTL"] = 0
+
+
+def menu_values(html: str, menu: str) -> list[str]:
+    select = re.search(rf'<select id="{menu}".*?</select>', html, re.S).group(0)
+    return [v for v in re.findall(r'<option value="([^"]*)"', select) if v]
+
+
+def test_filter_menus_are_kept_and_not_recomputed_per_page(app, client, market, cached_menus):
+    login(client, ACME_ADMIN)
+    statements_for(app, client, "/")
+    computed = statements_for(app, client, "/?q=purch")
+    with app.app_context():
+        app.config["MARKET_CHOICES_TTL"] = 0
+    fresh = statements_for(app, client, "/?q=purch")
+    assert computed == fresh - 3  # categories, publishers and tags: not read again
+
+
+def test_kept_menus_are_per_company_and_follow_a_status_change(app, client, market, cached_menus):
+    with app.app_context():
+        secret = publish_manifest(
+            manifest("acme-secret", category="secret-category"),
+            actor_email=ACME_DEV,
+            visibility="private",
+        ).id
+        approve(secret)
+        db.session.remove()
+    login(client, ACME_ADMIN)
+    assert "secret-category" in menu_values(client.get("/").get_data(as_text=True), "category")
+    # globex's menus are its own, not acme's kept ones: the private category is not there.
+    login(client, GLOBEX_ADMIN)
+    assert "secret-category" not in menu_values(client.get("/").get_data(as_text=True), "category")
+    # A status change made by this process shows at once, not a minute later.
+    with app.app_context():
+        approve(release("newcomer", category="brand-new", status="pending"))
+        db.session.remove()
+    assert "brand-new" in menu_values(client.get("/").get_data(as_text=True), "category")

@@ -77,8 +77,8 @@ class Config:
         # Checks in flight at once: enough that a tenth of 1,000 endpoints hanging for the
         # whole timeout still fit in one wave.
         self.HEALTH_CHECK_CONCURRENCY = _int("HEALTH_CHECK_CONCURRENCY", 128)
-        # Seconds the marketplace's filter menus are kept per process (0: computed per page).
-        self.MARKET_CHOICES_TTL = _int("MARKET_CHOICES_TTL", 60)
+        # Search results and filter menus kept per process and catalog generation (0: off).
+        self.CATALOG_CACHE_ENTRIES = _int("CATALOG_CACHE_ENTRIES", 1024)
         self.JWT_AUDIENCE = env.get("JWT_AUDIENCE", "module-registry")
         self.JWT_TTL_SECONDS = _int("JWT_TTL_SECONDS", 3600)
         self.SQLALCHEMY_ENGINE_OPTIONS: dict = {}
@@ -116,7 +116,8 @@ class TestConfig(Config):
         self.ENVIRONMENT = "test"
         self.SQLALCHEMY_DATABASE_URI = normalize_database_url(database_url)
         self.WTF_CSRF_ENABLED = False
-        self.MARKET_CHOICES_TTL = 0  # tests see every change at once; one test turns it on
+        # Statement counts in tests stay those of a cold cache; the cache's tests turn it on.
+        self.CATALOG_CACHE_ENTRIES = 0
         self.REDIS_URL = None
         # Hashing cost is not under test; a fast method keeps hundreds of sign-ins quick.
         self.PASSWORD_HASH_METHOD = "pbkdf2:sha256:1000"

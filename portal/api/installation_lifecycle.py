@@ -13,24 +13,33 @@ from portal.services.errors import ValidationFailed
 _NOT_FOUND = "Absent or another company's."
 
 
-def _revision_from(body: dict) -> int | None:
-    """The revision an edit is based on: If-Match header or `revision` in the body."""
+def _revision_from(body: dict, field: str = "revision") -> int | None:
+    """The revision an edit is based on: If-Match header or `field` in the body (a PUT's
+    `revision`; a rollback's `expected_revision`, its `revision` being the target)."""
     raw = request.headers.get("If-Match", "").strip().strip('"').removeprefix("W/").strip('"')
-    value = raw or body.get("revision")
+    value = raw or body.get(field)
     if value in (None, ""):
         return None
     if isinstance(value, bool) or not str(value).isdigit():
         raise ValidationFailed(
-            "Invalid revision.", errors=[{"pointer": "/revision", "message": "a revision number"}]
+            "Invalid revision.", errors=[{"pointer": f"/{field}", "message": "a revision number"}]
         )
     return int(value)
+
+
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "description": 'The revision the change is based on, as "3" or W/"3": 409 if it is stale.',
+    "schema": {"type": "string"},
+}
 
 
 @bp.put("/installations/<int:installation_id>")
 @document(
     summary="Change configuration, endpoint or version (a new revision)",
     tags=["Installations"],
-    parameters=[{"name": "If-Match", "in": "header", "schema": {"type": "string"}}],
+    parameters=[IF_MATCH],
     request={"application/json": schemas.INSTALLATION_UPDATE},
     responses={
         200: schemas.INSTALLATION,
@@ -104,14 +113,26 @@ def revisions(installation_id: int):
 @document(
     summary="Restore an earlier revision (default: the previous one)",
     tags=["Installations"],
+    parameters=[IF_MATCH],
     request={
-        "application/json": {"type": "object", "properties": {"revision": {"type": "integer"}}}
+        "application/json": {
+            "type": "object",
+            "properties": {
+                "revision": {"type": "integer", "description": "The revision to restore."},
+                "expected_revision": {
+                    "type": "integer",
+                    "description": "The revision this rollback is based on (or If-Match).",
+                },
+            },
+        }
     },
     responses={
         200: schemas.INSTALLATION,
         404: _NOT_FOUND,
-        409: "A dependent would break, or the installation changed meanwhile.",
-        422: "No such revision, or its configuration no longer validates.",
+        409: "Based on a stale revision, a dependent would break, or the installation "
+        "changed meanwhile.",
+        422: "No such revision, its configuration no longer validates, or an invalid "
+        "expected revision.",
     },
 )
 def rollback(installation_id: int):
@@ -125,7 +146,10 @@ def rollback(installation_id: int):
         raise ValidationFailed(
             "Invalid revision.", errors=[{"pointer": "/revision", "message": "an integer"}]
         )
-    inst = lifecycle.rollback_installation(installation_id, revision, actor=actor)
+    expected = _revision_from(body, "expected_revision")
+    inst = lifecycle.rollback_installation(
+        installation_id, revision, actor=actor, expected_revision=expected
+    )
     return jsonify(installation_json(inst))
 
 

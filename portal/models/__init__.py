@@ -12,6 +12,7 @@ from portal.models.installations import (
 from portal.models.modules import (
     STATUSES,
     VISIBILITIES,
+    CatalogGeneration,
     ModuleDependency,
     ModuleRelease,
     StatusChange,
@@ -27,6 +28,7 @@ __all__ = [
     "STATUSES",
     "VISIBILITIES",
     "ApiToken",
+    "CatalogGeneration",
     "Company",
     "Event",
     "Lease",

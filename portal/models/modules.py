@@ -118,6 +118,19 @@ class StatusChange(db.Model):
     actor: Mapped[User | None] = relationship()
 
 
+class CatalogGeneration(db.Model):
+    """One row counting changes to the catalog: database triggers (migration 0009) add one
+    on every write to modules or companies, whoever makes it. What is computed from the
+    catalog (search results, filter menus) is cached under the count it was read at, so a
+    cache is never stale and needs no invalidation from the code that writes."""
+
+    __tablename__ = "catalog_generation"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
 # The weighted full-text document of a release (PostgreSQL only): name and display name
 # weigh most (A), then tags (B), then the description (C), all in the unstemmed 'simple'
 # configuration so that the query's prefix terms meet the same lexemes. It is a generated

@@ -6,9 +6,10 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Company, ModuleRelease, User
+from portal.services import catalog_cache
 from portal.services.access import is_admin
 from portal.services.errors import NotFound, ValidationFailed
-from portal.services.paging import Page, paginate, paginate_ranked
+from portal.services.paging import Page, load_by_keys, paginate, ranked_keys
 from portal.services.search import apply_search, search_terms
 
 LIST_STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
@@ -32,6 +33,11 @@ def visibility_clause(actor: User):
     if actor.company_id is None:
         return shared
     return sa.or_(shared, sa.and_(live, ModuleRelease.publisher_id == actor.company_id))
+
+
+def visibility_scope(actor: User) -> tuple[bool, int | None]:
+    """What visibility_clause depends on: whatever is cached per actor is cached per this."""
+    return is_admin(actor), actor.company_id
 
 
 def get_release(module_id: int, *, actor: User) -> ModuleRelease:
@@ -105,7 +111,19 @@ def list_releases(
         query = apply_search(query, q, db.session.get_bind().dialect.name)
         if sort:
             query = query.order_by(None).order_by(*SORTS[sort], ModuleRelease.id)
-        return paginate_ranked(query, page, per_page, ModuleRelease.id, options)
+        # Ranking every match is the costly part: kept per catalog generation, for the
+        # actor's visibility scope and these exact arguments.
+        cache_key = (
+            visibility_scope(actor),
+            tuple(search_terms(q)),
+            bool(latest),
+            *(status, name, visibility, publisher, category, tag, sort, page, per_page),
+        )
+        keys, total = catalog_cache.remember(
+            "search", cache_key, lambda: ranked_keys(query, page, per_page, ModuleRelease.id)
+        )
+        items = load_by_keys(ModuleRelease.id, keys, options)
+        return Page(items=items, page=page, per_page=per_page, total=total)
     query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
     return paginate(query.options(*options), page, per_page)
 

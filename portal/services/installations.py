@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from portal import events
-from portal.config_schema import mask_secrets, validate_config
+from portal.config_schema import MASK, mask_secrets, secret_fields, validate_config
 from portal.extensions import db
 from portal.models import Company, Installation, InstallationRevision, ModuleRelease, User
 from portal.models.base import utcnow
@@ -45,6 +46,27 @@ def config_schema_of(release: ModuleRelease) -> dict | None:
 def masked_config(installation_or_release, config: dict | None) -> dict:
     release = getattr(installation_or_release, "release", installation_or_release)
     return mask_secrets(config_schema_of(release), config or {})
+
+
+def keep_secrets(schema, new: dict, stored: dict) -> dict:
+    """A secret sent back as "********" keeps its stored value (api.md): for a change, and
+    for a reinstall (the stored value is the uninstalled record's)."""
+    if not isinstance(new, dict):
+        return new
+    result = copy.deepcopy(new)
+    for pointer in secret_fields(schema):
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+        node, old = result, stored
+        for token in tokens[:-1]:
+            node = node.get(token) if isinstance(node, dict) else None
+            old = old.get(token) if isinstance(old, dict) else None
+        last = tokens[-1]
+        if isinstance(node, dict) and node.get(last) == MASK:
+            if isinstance(old, dict) and last in old:
+                node[last] = old[last]
+            else:
+                del node[last]
+    return result
 
 
 def _target(company: Company, req: InstallRequest) -> tuple[str, str]:
@@ -210,8 +232,12 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
             given = installed[step.module].config
         else:
             given = req.dependency_configs.get(step.module)
-        if given is None and previous[step.module] is not None:
-            given = previous[step.module].config  # reinstalling keeps the last configuration
+        prior = previous[step.module]
+        if given is None and prior is not None:
+            given = prior.config  # reinstalling keeps the last configuration
+        elif prior is not None:
+            # As for a change: a secret sent back as "********" keeps the one stored.
+            given = keep_secrets(config_schema_of(release), given, prior.config)
         label = "" if step.module == plan.requested else f"dependency {step.module}"
         configs[step.module] = check_config(release, given, label=label)
     created, main = [], None

@@ -7,7 +7,6 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import ModuleRelease
-from portal.services import marketplace
 
 
 def refresh_latest(name: str) -> None:
@@ -24,9 +23,3 @@ def refresh_latest(name: str) -> None:
         .values(is_latest=ModuleRelease.id == best)
         .execution_options(synchronize_session=False)
     )
-    # The marketplace's cached filter menus of this process follow once this commits.
-    sa.event.listen(db.session(), "after_commit", _forget_menus, once=True)
-
-
-def _forget_menus(_session) -> None:
-    marketplace.forget_filter_choices()

@@ -3,12 +3,9 @@ and rollback, safe uninstall, and what runtimes report (configuration, heartbeat
 
 from __future__ import annotations
 
-import copy
-
 import sqlalchemy as sa
 
 from portal import events
-from portal.config_schema import MASK, secret_fields
 from portal.extensions import db
 from portal.models import Installation, InstallationRevision, ModuleRelease, User
 from portal.models.base import utcnow
@@ -19,6 +16,7 @@ from portal.services.installations import (
     check_config,
     config_schema_of,
     get_installation,
+    keep_secrets,
     masked_config,
 )
 from portal.services.resolver import NoPlan, installed_modules, resolve
@@ -26,31 +24,21 @@ from portal.services.uow import unit_of_work
 from portal.versions import Constraint, InvalidVersion, Version
 
 
-def keep_secrets(schema, new: dict, stored: dict) -> dict:
-    """A secret sent back as "********" keeps its stored value (api.md)."""
-    if not isinstance(new, dict):
-        return new
-    result = copy.deepcopy(new)
-    for pointer in secret_fields(schema):
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-        node, old = result, stored
-        for token in tokens[:-1]:
-            node = node.get(token) if isinstance(node, dict) else None
-            old = old.get(token) if isinstance(old, dict) else None
-        last = tokens[-1]
-        if isinstance(node, dict) and node.get(last) == MASK:
-            if isinstance(old, dict) and last in old:
-                node[last] = old[last]
-            else:
-                del node[last]
-    return result
-
-
 def _active(installation_id: int, actor: User) -> Installation:
     inst = get_installation(installation_id, actor=actor)
     if inst.status != "installed":
         raise Conflict(f"{inst.module_name} is uninstalled; install it again first.")
     return inst
+
+
+def _check_expected_revision(inst: Installation, expected_revision: int | None) -> None:
+    """A change based on a revision the installation has moved on from (a stale page or
+    If-Match) is refused; None: based on whatever the installation is at."""
+    if expected_revision is not None and expected_revision != inst.revision:
+        raise Conflict(
+            f"The installation is at revision {inst.revision}, not {expected_revision}; "
+            "reload first."
+        )
 
 
 def _release_for_version(inst: Installation, version: str) -> ModuleRelease:
@@ -142,10 +130,7 @@ def update_installation(
     Conflict (stale revision, a dependent would break), ValidationFailed, TooLarge."""
     inst = _active(installation_id, actor)
     base = inst.revision
-    if expected_revision is not None and expected_revision != base:
-        raise Conflict(
-            f"The installation is at revision {base}, not {expected_revision}; reload first."
-        )
+    _check_expected_revision(inst, expected_revision)
     release, changed = inst.release, []
     if changes.get("version") not in (None, inst.release.version):
         release = _release_for_version(inst, changes["version"])
@@ -200,11 +185,18 @@ def masked_revision_config(rev: InstallationRevision) -> dict:
 
 
 def rollback_installation(
-    installation_id: int, revision: int | None = None, *, actor: User
+    installation_id: int,
+    revision: int | None = None,
+    *,
+    actor: User,
+    expected_revision: int | None = None,
 ) -> Installation:
     """Restore an earlier revision's release and configuration as a new revision, after
-    validating both again. Raises NotFound, Conflict, ValidationFailed."""
+    validating both again; if `expected_revision` is given, only while the installation is
+    still at it. Raises NotFound, Conflict (stale revision, a dependent would break),
+    ValidationFailed."""
     inst = _active(installation_id, actor)
+    _check_expected_revision(inst, expected_revision)
     target_number = revision if revision is not None else inst.revision - 1
     target = db.session.execute(
         sa.select(InstallationRevision).where(

@@ -61,24 +61,33 @@ def paginate(query: sa.Select, page: int, per_page: int) -> Page:
     return Page(items=items, page=page, per_page=per_page, total=total)
 
 
-def paginate_ranked(
-    query: sa.Select, page: int, per_page: int, key: sa.Column, options: tuple = ()
-) -> Page:
-    """A ranked search's page in one pass over its matches: the page's keys with the total
-    (count(*) OVER ()), then those rows by key (with the loader `options`). COUNT + page
-    would find, fetch and filter every match twice; a common word matches thousands."""
+def ranked_keys(query: sa.Select, page: int, per_page: int, key: sa.Column) -> tuple[tuple, int]:
+    """A ranked search's page as (its rows' keys, the total), in one pass over the
+    matches: count(*) OVER () beside the keys. COUNT + page would find, fetch and filter
+    every match twice, and a common word matches thousands of rows."""
     rows = db.session.execute(
         query.with_only_columns(key, sa.func.count().over())
         .limit(per_page)
         .offset((page - 1) * per_page)
     ).all()
-    if not rows:  # no matches, or past the last page: the total still has to be counted
-        return paginate(query.options(*options), page, per_page)
-    keys = [row[0] for row in rows]
+    if rows:
+        return tuple(row[0] for row in rows), rows[0][1]
+    # No matches, or past the last page: the total still has to be counted.
+    total = db.session.execute(
+        sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    ).scalar_one()
+    return (), total
+
+
+def load_by_keys(key: sa.Column, keys: tuple, options: tuple = ()) -> list:
+    """The rows of `key`'s entity with these keys, in the keys' order (missing ones
+    left out), loaded with the ORM loader `options`."""
+    if not keys:
+        return []
     found = {
         getattr(item, key.key): item
         for item in db.session.execute(
             sa.select(key.class_).where(key.in_(keys)).options(*options)
         ).scalars()
     }
-    return Page(items=[found[k] for k in keys], page=page, per_page=per_page, total=rows[0][1])
+    return [found[k] for k in keys if k in found]

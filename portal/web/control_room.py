@@ -308,13 +308,21 @@ def history_panel(slug: str, installation_id: int):
 @bp.post(ONE + "/rollback")
 @login_required
 def rollback(slug: str, installation_id: int):
-    """Restore an earlier revision as a new one (422: it no longer validates; 409: a
-    dependent would break, or the module is uninstalled)."""
+    """Restore an earlier revision as a new one, if the installation is still at the
+    revision the history was shown at (`expected_revision`; else 409 and nothing changes,
+    as for configure). 422: it no longer validates; 409: a dependent would break, or the
+    module is uninstalled."""
     company, inst = owned(slug, installation_id)
-    revision = posted_int("revision")
+    revision, expected = posted_int("revision"), posted_int("expected_revision")
     try:
-        inst = lifecycle.rollback_installation(inst.id, revision, actor=current_user)
+        inst = lifecycle.rollback_installation(
+            inst.id, revision, actor=current_user, expected_revision=expected
+        )
     except (Conflict, ValidationFailed) as exc:
+        # Stale: the installation is not (or, after losing a race, no longer) at the
+        # revision the form was based on. The panel shows the history as it is now.
+        if isinstance(exc, Conflict) and expected is not None and inst.revision != expected:
+            return _history(company, inst, conflict=exc.message, status=exc.status)
         return _history(company, inst, error=exc, status=exc.status)
     target = revision if revision is not None else inst.revision - 2  # the service's default
     flash(
@@ -334,10 +342,10 @@ def _history_context(inst: Installation) -> dict:
     }
 
 
-def _history(company, inst, *, error=None, status=200):
+def _history(company, inst, *, error=None, conflict=None, status=200):
     context = _history_context(inst)
     template = context.pop("template")
-    return panel(company, template, status=status, error=error, **context)
+    return panel(company, template, status=status, error=error, conflict=conflict, **context)
 
 
 # --- Uninstall -------------------------------------------------------------------------------

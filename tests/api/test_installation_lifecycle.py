@@ -18,6 +18,7 @@ import pytest
 import sqlalchemy as sa
 
 from portal import create_app
+from portal.api.openapi import build_openapi
 from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import Event, HealthChange, Installation, InstallationRevision
@@ -745,6 +746,87 @@ def test_a_rollback_of_an_installation_with_one_revision_is_422(app, client, she
     assert lifecycle_state(app) == before
 
 
+def _rollback(client, headers, inst_id, body=None, **kw):
+    return client.post(
+        f"{URL}{inst_id}/rollback", json=body, headers={**headers, **kw.pop("extra", {})}
+    )
+
+
+@pytest.mark.parametrize("how", ["if-match", "weak-if-match", "body"])
+def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(
+    app, client, shelf, auth, how
+):
+    """A rollback sent from a page (or a script) that read revision 2, after someone else
+    made revision 3: refused like a PUT based on a stale revision, nothing half-done."""
+    inst = _history(client, auth)  # at revision 3
+
+    def based_on(revision: int, body: dict):
+        if how == "body":
+            return _rollback(client, auth["acme"], inst["id"], {**body, "expected_revision": revision})
+        tag = f'W/"{revision}"' if how == "weak-if-match" else f'"{revision}"'
+        return _rollback(client, auth["acme"], inst["id"], body, extra={"If-Match": tag})
+
+    before = lifecycle_state(app)
+    problem = problem_of(based_on(2, {"revision": 1}), 409)
+    assert "revision 3, not 2" in problem["detail"]
+    assert lifecycle_state(app) == before
+    assert not _events(app, "installation.rolled_back")
+    # Based on the current revision, it is applied.
+    resp = based_on(3, {"revision": 1})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["revision"] == 4
+    assert _row(app, inst["id"]).config["api_key"] == API_KEY
+    # The default target (the previous revision) is guarded the same way.
+    before = lifecycle_state(app)
+    problem_of(based_on(3, {}), 409)
+    assert lifecycle_state(app) == before
+    assert based_on(4, {}).status_code == 200
+
+
+def test_a_rollback_without_an_expected_revision_is_applied_whatever_the_revision(
+    app, client, shelf, auth
+):
+    """Backwards compatible: `revision` alone is the target, never an expected revision."""
+    inst = _history(client, auth)  # at revision 3
+    resp = _rollback(client, auth["acme"], inst["id"], {"revision": 2})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["revision"] == 4
+
+
+@pytest.mark.parametrize(
+    "body, if_match",
+    [
+        ({"expected_revision": "three"}, None),
+        ({"expected_revision": True}, None),
+        ({"expected_revision": -3}, None),
+        ({"expected_revision": 2.5}, None),
+        ({}, '"r3"'),
+        ({"expected_revision": 3}, "W/three"),
+    ],
+)
+def test_an_invalid_expected_revision_of_a_rollback_is_422(
+    app, client, shelf, auth, body, if_match
+):
+    inst = _history(client, auth)
+    before = lifecycle_state(app)
+    extra = {"If-Match": if_match} if if_match else {}
+    resp = _rollback(client, auth["acme"], inst["id"], {"revision": 1, **body}, extra=extra)
+    assert error_pointers(problem_of(resp, 422)) == ["/expected_revision"]
+    assert lifecycle_state(app) == before
+
+
+def test_the_rollback_documents_its_expected_revision_like_the_put(app):
+    paths = build_openapi(app)["paths"]
+    put = paths["/api/v1/installations/{installation_id}"]["put"]
+    rollback = paths["/api/v1/installations/{installation_id}/rollback"]["post"]
+    headers = [p for p in rollback["parameters"] if p["in"] == "header"]
+    assert [p["name"] for p in headers] == ["If-Match"]
+    assert headers == [p for p in put["parameters"] if p["in"] == "header"]
+    schema = rollback["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["expected_revision"]["type"] == "integer"
+    assert "409" in rollback["responses"]
+
+
 # --- Uninstall --------------------------------------------------------------------------------
 
 
@@ -874,6 +956,60 @@ def test_installing_again_reactivates_the_record_with_its_last_configuration(
     assert _row(app, inst["id"]).config == {**config, "retries": 3}
     created = [e for e in _events(app, "installation.created") if e.module == "purchasing"]
     assert [e.data["revision"] for e in created] == [1, 4, 6]
+
+
+def test_installing_again_with_masked_secrets_keeps_the_stored_ones(app, client, shelf, auth):
+    """As for a PUT: a secret sent back as "********" on a reinstall keeps the value the
+    uninstalled record stored (one never stored is dropped), never the mask itself."""
+    inst = _history(client, auth)  # purchasing at revision 3: USD, NEW_API_KEY, no password
+    ids = _ids(client, auth)
+    assert client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    config = {"currency": "EUR", "api_key": "********", "db_password": "********"}
+    again = _install(
+        client, auth["acme"], module="purchasing", config=config, install_dependencies=True
+    )
+    assert (again["id"], again["revision"]) == (inst["id"], 4)
+    assert again["config"] == {"currency": "EUR", "api_key": "********", "retries": 3}
+    stored = {"currency": "EUR", "api_key": NEW_API_KEY, "retries": 3}
+    assert _row(app, inst["id"]).config == stored
+    assert _revisions(app, inst["id"])[-1].config == stored
+    runtime = client.get(f"{URL}{inst['id']}/config", headers=auth["acme"]).get_json()
+    assert runtime["api_key"] == NEW_API_KEY and "db_password" not in runtime
+    # A new secret on a reinstall replaces the stored one.
+    assert client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    config = {"currency": "EUR", "api_key": "sk-live-LIFECYCLE-0003"}
+    _install(client, auth["acme"], module="purchasing", config=config, install_dependencies=True)
+    assert _row(app, inst["id"]).config["api_key"] == "sk-live-LIFECYCLE-0003"
+
+
+def test_installing_again_with_a_masked_required_secret_never_stored_is_422(
+    app, client, shelf, auth, people
+):
+    """The mask of a secret the record never had is dropped, so a required one is missing:
+    422 pointing at it, not the mask stored as the secret."""
+    inst = _purchasing(client, auth)
+    ids = _ids(client, auth)
+    with app.app_context():  # as if an older registry had stored it without the key
+        db.session.execute(
+            sa.update(Installation)
+            .where(Installation.id == inst["id"])
+            .values(config={"currency": "EUR"})
+        )
+        db.session.commit()
+        db.session.remove()
+    assert client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    before = lifecycle_state(app)
+    resp = client.post(
+        URL,
+        json={
+            "module": "purchasing",
+            "config": {"currency": "EUR", "api_key": "********"},
+            "install_dependencies": True,
+        },
+        headers=auth["acme"],
+    )
+    assert error_pointers(problem_of(resp, 422)) == ["/api_key"]
+    assert lifecycle_state(app) == before
 
 
 # --- Runtime: configuration and heartbeats ----------------------------------------------------

@@ -281,6 +281,59 @@ def test_an_edit_or_rollback_of_a_module_uninstalled_meanwhile_is_409(app, ctx, 
     assert not _events("installation.rolled_back")
 
 
+def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(app, ctx, people):
+    approved_release("inventory", "1.0.0")
+    inst = _install("inventory", config={"site": "a"})
+    lifecycle.update_installation(inst.id, {"config": {"site": "b"}}, actor=_user())
+    lifecycle.update_installation(inst.id, {"config": {"site": "c"}}, actor=_user(ADMIN))
+    before = lifecycle_state(app)
+    with pytest.raises(Conflict) as exc:
+        lifecycle.rollback_installation(inst.id, 1, actor=_user(), expected_revision=2)
+    assert "revision 3, not 2" in exc.value.message
+    assert lifecycle_state(app) == before
+    assert not _events("installation.rolled_back")
+    # The expected revision is checked before the target: a stale page is told so first.
+    with pytest.raises(Conflict):
+        lifecycle.rollback_installation(inst.id, 9, actor=_user(), expected_revision=2)
+    rolled = lifecycle.rollback_installation(inst.id, 1, actor=_user(), expected_revision=3)
+    assert (rolled.revision, rolled.config) == (4, {"site": "a"})
+    # Without an expected revision, as before: applied at whatever revision it is.
+    rolled = lifecycle.rollback_installation(inst.id, 3, actor=_user())
+    assert (rolled.revision, rolled.config) == (5, {"site": "c"})
+
+
+def test_a_rollback_at_its_expected_revision_that_loses_a_race_is_409(app, ctx, people):
+    approved_release("inventory", "1.0.0")
+    inst = _install("inventory", config={"site": "a"})
+    lifecycle.update_installation(inst.id, {"config": {"site": "b"}}, actor=_user())
+    inst_id = inst.id
+
+    def edit_meanwhile():
+        lifecycle.update_installation(inst_id, {"config": {"site": "z"}}, actor=_user(ADMIN))
+
+    with meanwhile(app, edit_meanwhile) as fired, pytest.raises(Conflict) as exc:
+        lifecycle.rollback_installation(inst.id, 1, actor=_user(), expected_revision=2)
+    assert fired and "changed meanwhile" in exc.value.message
+    row = _by_name()["inventory"]
+    assert (row.revision, row.config) == (3, {"site": "z"})
+    assert not _events("installation.rolled_back")
+
+
+def test_reinstalling_with_a_masked_secret_keeps_the_stored_one(app, ctx, people):
+    approved_release("mailer", "1.0.0", config_schema=SECRET_SCHEMA)
+    inst = _install("mailer", config={"token": "t-1", "smtp": {"password": "p-1"}})
+    lifecycle.uninstall_installation(inst.id, actor=_user())
+    again = _install(
+        "mailer", config={"token": MASK, "smtp": {"password": MASK}, "a/b": MASK, "plain": MASK}
+    )
+    assert again.id == inst.id and again.revision == 2
+    assert _by_name()["mailer"].config == {
+        "token": "t-1",
+        "smtp": {"password": "p-1"},
+        "plain": MASK,  # an ordinary field: just text
+    }
+
+
 def _install_purchasing_as_admin():
     _install("purchasing", actor=ADMIN, company="acme")
 

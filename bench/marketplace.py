@@ -555,7 +555,7 @@ def time_queries(app, variants: list[str]) -> dict:
 
     from portal.extensions import db
     from portal.models import ModuleRelease
-    from portal.models.modules import search_document
+    from portal.models.modules import SEARCH_VECTOR
     from portal.services import accounts, catalog, search
 
     out: dict = {"terms": {}, "variants": variants}
@@ -580,7 +580,7 @@ def time_queries(app, variants: list[str]) -> dict:
             )
             fulltext = db.session.execute(
                 sa.select(sa.func.count()).select_from(
-                    base.where(search_document().op("@@")(tsquery)).subquery()
+                    base.where(SEARCH_VECTOR.op("@@")(tsquery)).subquery()
                 )
             ).scalar()
             trigram = db.session.execute(
@@ -727,276 +727,32 @@ def bench_app():
 
 # --- proposals (patched into the gunicorn worker; portal/ is not edited) -------------------
 
-CHOICES_TTL_SECONDS = 60.0
 
-
-def _swap(obj, attr: str, value, undo: list) -> None:
-    undo.append((obj, attr, getattr(obj, attr)))
-    setattr(obj, attr, value)
-
-
-def _propose_stored_vector(undo: list) -> None:
-    """Search a stored tsvector column instead of the expression.
-
-    Today the GIN index holds the document, but every matching row still computes it
-    again: for the index recheck (the OR with the lossy trigram operator rechecks every
-    candidate) and for ts_rank, four to_tsvector calls per row. A generated column stores
-    it once per write. Migration 0008 (PostgreSQL only; SEARCH_DOCUMENT as in 0007):
-
-        op.execute(f"ALTER TABLE modules ADD COLUMN search_vector tsvector "
-                   f"GENERATED ALWAYS AS ({SEARCH_DOCUMENT}) STORED")
-        op.execute("DROP INDEX IF EXISTS ix_modules_search")
-        op.execute("CREATE INDEX ix_modules_search ON modules USING gin (search_vector)")
-
-    search.py's _postgres uses `sa.literal_column("modules.search_vector", TSVECTOR)` as
-    `vector` on PostgreSQL; the column stays out of the model (SQLite has no tsvector), so
-    database.include_object skips it (type_ == "column" and name == "search_vector") to
-    keep `flask db check` clean, as it does for the expression index now.
-    """
-    import sqlalchemy as sa
-    from sqlalchemy.dialects.postgresql import TSVECTOR
-
-    import portal.services.search as search
-
-    column = sa.literal_column("modules.search_vector", TSVECTOR)
-    _swap(search, "search_document", lambda table=None: column, undo)
-
-
-def _propose_latest_gin(undo: list) -> None:
-    """Partial GIN indexes over the latest releases only (the marketplace and every
-    latest=true list filter on is_latest): a fifth of the entries, and no BitmapAnd with
-    ix_modules_latest_name. Migration (PostgreSQL only; the full indexes stay for
-    searches without latest=true):
-
-        CREATE INDEX ix_modules_latest_search ON modules USING gin (search_vector)
-            WHERE is_latest          -- or the 0007 expression without stored-vector
-        CREATE INDEX ix_modules_latest_name_trgm ON modules
-            USING gin (name gin_trgm_ops) WHERE is_latest
-
-    Nothing changes in the code; declare them in the model like ix_modules_search
-    (`.ddl_if(dialect="postgresql")`, postgresql_where=sa.text("is_latest")).
-    """
-
-
-def _propose_cached_choices(undo: list) -> None:
-    """Cache the marketplace's filter menus per visibility scope for 60 s.
-
-    filter_choices runs three statements that each read every latest release (10,000
-    rows spread over the whole table) on every full page load, whatever the query; the
-    menus change only when a release is approved, deprecated or deleted. In
-    portal/services/marketplace.py, an in-process TTL cache (per worker; a minute's
-    staleness for a new category or tag in a menu), off when TESTING:
-
-        _choices_cache: dict[tuple, tuple[float, dict]] = {}
-
-        def filter_choices(*, actor):
-            key = (is_admin(actor), actor.company_id)
-            ttl = current_app.config.get("MARKET_CHOICES_TTL", 60)
-            hit = _choices_cache.get(key)
-            if ttl and hit and time.monotonic() - hit[0] < ttl:
-                return hit[1]
-            ...  # the three statements as now, into `choices`
-            _choices_cache[key] = (time.monotonic(), choices)
-            return choices
-    """
-    import portal.services.marketplace as marketplace
-    from portal.services.access import is_admin
-
-    real = marketplace.filter_choices
-    cache: dict[tuple, tuple[float, dict]] = {}
-
-    def filter_choices(*, actor):
-        key = (is_admin(actor), actor.company_id)
-        hit = cache.get(key)
-        if hit and time.monotonic() - hit[0] < CHOICES_TTL_SECONDS:
-            return hit[1]
-        choices = real(actor=actor)
-        cache[key] = (time.monotonic(), choices)
-        return choices
-
-    _swap(marketplace, "filter_choices", filter_choices, undo)
-
-
-def _propose_rank_fts_first(undo: list) -> None:
-    """Compute the name similarity only for rows full text does not match.
-
-    The rank adds similarity(name, phrase) to ts_rank for every match: for a common term
-    that is thousands of trigram comparisons per search. Rows full text matches are
-    ranked by ts_rank (name and display name weigh A), ties to the shorter name, so an
-    exact name still comes first; similarity ranks only the typo matches. In search.py:
-
-        rank = sa.func.ts_rank(vector, tsquery) + sa.case(
-            (matches, 0.0), else_=sa.func.similarity(ModuleRelease.name, phrase))
-        return (query.where(sa.or_(matches, similar)).order_by(None)
-                .order_by(rank.desc(), sa.func.length(ModuleRelease.name),
-                          ModuleRelease.name))
-
-    (A typo match can now outrank a weak description match: it did not before.)
-    """
-    import sqlalchemy as sa
-
-    import portal.services.search as search
-    from portal.models import ModuleRelease
-
-    def _postgres(query, terms, phrase):
-        tsquery = sa.func.to_tsquery(
-            sa.literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
+def _no_cache(undo: list) -> None:
+    """Every request computes its search and filter menus (CATALOG_CACHE_ENTRIES=0): the
+    cost of a cache miss on every request, as when each query is new."""
+    before = os.environ.get("CATALOG_CACHE_ENTRIES")
+    os.environ["CATALOG_CACHE_ENTRIES"] = "0"
+    undo.append(
+        lambda: (
+            os.environ.pop("CATALOG_CACHE_ENTRIES", None)
+            if before is None
+            else os.environ.__setitem__("CATALOG_CACHE_ENTRIES", before)
         )
-        vector = search.search_document()
-        matches = vector.op("@@")(tsquery)
-        similar = ModuleRelease.name.op("%")(phrase)
-        rank = sa.func.ts_rank(vector, tsquery) + sa.case(
-            (matches, 0.0), else_=sa.func.similarity(ModuleRelease.name, phrase)
-        )
-        return (
-            query.where(sa.or_(matches, similar))
-            .order_by(None)
-            .order_by(rank.desc(), sa.func.length(ModuleRelease.name), ModuleRelease.name)
-        )
-
-    _swap(search, "_postgres", _postgres, undo)
-
-
-def _propose_lean_cards(undo: list) -> None:
-    """Load only what a card shows.
-
-    The page lists ModuleRelease entities with everything the API needs: each one's
-    manifest and scan report JSON are parsed, and `dependencies` (lazy="selectin") costs
-    one more statement per page; a card uses neither. list_releases takes
-    `options=()` and applies them to its select; search_cards passes
-
-        (sa.orm.raiseload(ModuleRelease.dependencies),
-         sa.orm.defer(ModuleRelease.manifest, raiseload=True),
-         sa.orm.defer(ModuleRelease.scan_report, raiseload=True))
-    """
-    import contextvars
-
-    from sqlalchemy import orm
-
-    import portal.services.catalog as catalog
-    import portal.services.marketplace as marketplace
-    from portal.models import ModuleRelease
-
-    cards = contextvars.ContextVar("bench_lean_cards", default=False)
-    real_paginate, real_search_cards = catalog.paginate, marketplace.search_cards
-    options = (
-        orm.raiseload(ModuleRelease.dependencies),
-        orm.defer(ModuleRelease.manifest, raiseload=True),
-        orm.defer(ModuleRelease.scan_report, raiseload=True),
     )
 
-    def paginate(query, page, per_page):
-        return real_paginate(query.options(*options) if cards.get() else query, page, per_page)
 
-    def search_cards(*args, **kwargs):
-        token = cards.set(True)
-        try:
-            return real_search_cards(*args, **kwargs)
-        finally:
-            cards.reset(token)
-
-    _swap(catalog, "paginate", paginate, undo)
-    _swap(marketplace, "search_cards", search_cards, undo)
-
-
-def _propose_one_pass_search(undo: list) -> None:
-    """Page a search in one pass over its matches, not two.
-
-    paginate runs a COUNT over the filters and then the ranked page: with a search, both
-    find, fetch and filter every match (for a common term, thousands of rows spread over
-    the whole table). One statement can return the page's ids and the total
-    (count(*) OVER (), computed on narrow rows), then the page's rows are loaded by
-    primary key. In portal/services/paging.py:
-
-        def paginate_by_ids(query, page, per_page, key):
-            rows = db.session.execute(
-                query.with_only_columns(key, sa.func.count().over())
-                .limit(per_page).offset((page - 1) * per_page)
-            ).all()
-            if not rows:  # past the last page: the total still has to be counted
-                return paginate(query, page, per_page)
-            ids = [row[0] for row in rows]
-            found = {item.id: item for item in db.session.execute(
-                query.order_by(None).where(key.in_(ids))).scalars()}
-            return Page([found[i] for i in ids], page, per_page, rows[0][1])
-
-    and list_releases calls `paginate_by_ids(query, page, per_page, ModuleRelease.id)`
-    when it applied a search (other lists keep paginate: their page can stop early in
-    index order). Same number of statements.
-    """
-    import contextvars
-
-    import sqlalchemy as sa
-
-    import portal.services.catalog as catalog
-    from portal.extensions import db
-    from portal.models import ModuleRelease
-    from portal.services.paging import Page
-    from portal.services.search import search_terms
-
-    searching = contextvars.ContextVar("bench_searching", default=False)
-    real_list, real_paginate = catalog.list_releases, catalog.paginate
-
-    def paginate(query, page, per_page):
-        if not searching.get():
-            return real_paginate(query, page, per_page)
-        rows = db.session.execute(
-            query.with_only_columns(ModuleRelease.id, sa.func.count().over())
-            .limit(per_page)
-            .offset((page - 1) * per_page)
-        ).all()
-        if not rows:
-            return real_paginate(query, page, per_page)
-        ids = [row[0] for row in rows]
-        found = {
-            item.id: item
-            for item in db.session.execute(
-                query.order_by(None).where(ModuleRelease.id.in_(ids))
-            ).scalars()
-        }
-        return Page([found[i] for i in ids], page, per_page, rows[0][1])
-
-    def list_releases(*args, **kwargs):
-        token = searching.set(bool(search_terms(kwargs.get("q") or "")))
-        try:
-            return real_list(*args, **kwargs)
-        finally:
-            searching.reset(token)
-
-    _swap(catalog, "paginate", paginate, undo)
-    _swap(catalog, "list_releases", list_releases, undo)
-
-
-PROPOSALS: dict[str, object] = {
-    "stored-vector": _propose_stored_vector,
-    "latest-gin": _propose_latest_gin,
-    "cached-choices": _propose_cached_choices,
-    "rank-fts-first": _propose_rank_fts_first,
-    "lean-cards": _propose_lean_cards,
-    "one-pass-search": _propose_one_pass_search,
-}
+# Configurations measured side by side with --variants: name -> fn(undo) patching portal
+# in this process before create_app. The first set of proposals (stored vector,
+# latest-only GIN indexes, kept filter menus, one-pass search, lean cards, full text
+# ranked first) is in portal now (migration 0008); bench/README.md keeps their figures.
+PROPOSALS: dict[str, object] = {"no-cache": _no_cache}
 
 
 def proposal_ddl(variants: list[str], expression: str) -> list[str]:
     """The schema changes of a configuration's proposals (run on its own database copy).
-    `expression`: the search document as ix_modules_search indexes it now."""
-    ddl = []
-    if "stored-vector" in variants:
-        ddl += [
-            "ALTER TABLE modules ADD COLUMN search_vector tsvector "
-            f"GENERATED ALWAYS AS ({expression}) STORED",
-            "DROP INDEX ix_modules_search",
-            "CREATE INDEX ix_modules_search ON modules USING gin (search_vector)",
-        ]
-    if "latest-gin" in variants:
-        vector = "search_vector" if "stored-vector" in variants else f"({expression})"
-        ddl += [
-            f"CREATE INDEX ix_modules_latest_search ON modules USING gin ({vector}) "
-            "WHERE is_latest",
-            "CREATE INDEX ix_modules_latest_name_trgm ON modules "
-            "USING gin (name gin_trgm_ops) WHERE is_latest",
-        ]
-    return ddl
+    `expression`: what ix_modules_search indexes now (the stored search_vector)."""
+    return []
 
 
 def apply_proposals(names: list[str]) -> None:
@@ -1016,8 +772,8 @@ def patched(variants: list[str]):
     try:
         yield
     finally:
-        for obj, attr, value in reversed(undo):
-            setattr(obj, attr, value)
+        for restore in reversed(undo):
+            restore()
 
 
 def label_of(variants: list[str]) -> str:
@@ -1346,7 +1102,7 @@ def run_profiles(servers: dict, cookies: dict, token: str, targets, profile_dir:
                 get(server.port, path, {**headers, "X-Bench-Profile": name})
                 buf = io.StringIO()
                 stats = pstats.Stats(str(profile_dir / f"{name}.prof"), stream=buf)
-                stats.sort_stats("cumulative").print_stats(20)
+                stats.sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(25)
                 print(f"\n--- profile: {label} {target} {path} ---")
                 print(buf.getvalue().strip())
 

@@ -762,7 +762,9 @@ def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(
 
     def based_on(revision: int, body: dict):
         if how == "body":
-            return _rollback(client, auth["acme"], inst["id"], {**body, "expected_revision": revision})
+            return _rollback(
+                client, auth["acme"], inst["id"], {**body, "expected_revision": revision}
+            )
         tag = f'W/"{revision}"' if how == "weak-if-match" else f'"{revision}"'
         return _rollback(client, auth["acme"], inst["id"], body, extra={"If-Match": tag})
 
@@ -963,7 +965,9 @@ def test_installing_again_with_masked_secrets_keeps_the_stored_ones(app, client,
     uninstalled record stored (one never stored is dropped), never the mask itself."""
     inst = _history(client, auth)  # purchasing at revision 3: USD, NEW_API_KEY, no password
     ids = _ids(client, auth)
-    assert client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    assert (
+        client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    )
     config = {"currency": "EUR", "api_key": "********", "db_password": "********"}
     again = _install(
         client, auth["acme"], module="purchasing", config=config, install_dependencies=True
@@ -976,14 +980,16 @@ def test_installing_again_with_masked_secrets_keeps_the_stored_ones(app, client,
     runtime = client.get(f"{URL}{inst['id']}/config", headers=auth["acme"]).get_json()
     assert runtime["api_key"] == NEW_API_KEY and "db_password" not in runtime
     # A new secret on a reinstall replaces the stored one.
-    assert client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    assert (
+        client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    )
     config = {"currency": "EUR", "api_key": "sk-live-LIFECYCLE-0003"}
     _install(client, auth["acme"], module="purchasing", config=config, install_dependencies=True)
     assert _row(app, inst["id"]).config["api_key"] == "sk-live-LIFECYCLE-0003"
 
 
 def test_installing_again_with_a_masked_required_secret_never_stored_is_422(
-    app, client, shelf, auth, people
+    app, client, shelf, auth
 ):
     """The mask of a secret the record never had is dropped, so a required one is missing:
     422 pointing at it, not the mask stored as the secret."""
@@ -997,7 +1003,9 @@ def test_installing_again_with_a_masked_required_secret_never_stored_is_422(
         )
         db.session.commit()
         db.session.remove()
-    assert client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    assert (
+        client.delete(f"{URL}{ids['inventory']}?cascade=1", headers=auth["acme"]).status_code == 204
+    )
     before = lifecycle_state(app)
     resp = client.post(
         URL,

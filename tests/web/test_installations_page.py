@@ -481,6 +481,44 @@ def test_rolling_back_with_htmx_updates_the_history_and_the_list(app, acme_htmx,
     assert '<div id="installations" hx-swap-oob="innerHTML">' in html
 
 
+def test_each_rollback_form_carries_the_revision_the_history_was_shown_at(acme_client, room):
+    acme_client.post(f"{ROOT}/{room['ledger']}/configure", data=_configure_form(2, currency="USD"))
+    html = _html(acme_client.get(f"{ROOT}/{room['ledger']}/history"))
+    for number in (1, 2):
+        form = _revision(html, number)
+        assert f'name="revision" value="{number}"' in form
+        assert 'name="expected_revision" value="3"' in form
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_a_rollback_from_a_stale_history_is_a_409_and_nothing_changes(
+    app, acme_client, acme_htmx, room, partial
+):
+    """The history was shown at revision 2; someone saved revision 3 meanwhile. The rollback
+    answers as a stale configure form does: 409, why, nothing changed, a link to reload."""
+    client = acme_htmx if partial else acme_client
+    one = f"{ROOT}/{room['ledger']}"
+    acme_client.post(f"{one}/configure", data=_configure_form(2, currency="USD"))
+    before = installation_state(app)
+    resp = client.post(f"{one}/rollback", data={"revision": "2", "expected_revision": "2"})
+    html = _html(resp)
+    assert resp.status_code == 409
+    assert ("<html" in html) is not partial
+    assert 'data-testid="history-panel"' in html and 'data-testid="panel-error"' not in html
+    conflict = re.search(r'<div[^>]*data-testid="conflict".*?</div>', html, re.S).group(0)
+    assert "revision 3, not 2" in conflict and "Nothing was changed." in conflict
+    assert "Load revision 3" in conflict and f'href="{one}/history"' in conflict
+    assert installation_state(app) == before
+    assert _config(app, room["ledger"])[:2] == (3, "1.1.0")
+    # The panel shows the history as it is now: its forms are based on revision 3.
+    assert 'id="revision-3"' in html and 'name="expected_revision" value="3"' in html
+    assert SECRET not in html
+    resp = client.post(f"{one}/rollback", data={"revision": "2", "expected_revision": "3"})
+    assert resp.status_code == (200 if partial else 303)
+    revision, _version, config = _config(app, room["ledger"])
+    assert (revision, config["currency"]) == (4, "EUR")
+
+
 def test_a_rollback_that_would_break_a_dependent_is_a_409_naming_it(app, acme_client, room):
     before = installation_state(app)
     resp = acme_client.post(f"{ROOT}/{room['ledger']}/rollback", data={"revision": "1"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import contextmanager
 from types import SimpleNamespace
 from urllib.parse import urlsplit, urlunsplit
 
@@ -320,3 +321,20 @@ def bulk_modules(app, start: int, stop: int, by: str = "dev@acme.test") -> None:
         db.session.execute(sa.insert(ModuleDependency), deps)
         db.session.commit()
         db.session.remove()
+
+
+@contextmanager
+def captured_statements(app):
+    """The SQL statements the app's engine runs inside the block, as (text, parameters)."""
+    statements: list[tuple[str, object]] = []
+
+    def before(conn, cursor, statement, parameters, context, executemany):
+        statements.append((statement, parameters))
+
+    with app.app_context():
+        engine = db.engine
+    sa.event.listen(engine, "before_cursor_execute", before)
+    try:
+        yield statements
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", before)

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import CatalogGeneration
 from portal.services import accounts, publishing, review
 from portal.services.catalog_cache import LruCache
-from tests.helpers import bearer, login, publish_manifest
+from tests.helpers import bearer, captured_statements, login, publish_manifest
 from tests.packaging import manifest
 
 ADMIN = "admin@example.com"
@@ -55,18 +55,9 @@ def shelf(app, people):
 
 
 def statements_of(app, call) -> tuple[object, list[str]]:
-    seen: list[str] = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
-        return call(), seen
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
+    with captured_statements(app) as statements:
+        result = call()
+    return result, [text for text, _ in statements]
 
 
 def search(app, client, q: str, email: str = ACME_ADMIN) -> list[str]:

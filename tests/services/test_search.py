@@ -5,11 +5,17 @@ page: hostile text, prefixes, ranking, tags, SemVer latest, deprecated releases,
 from __future__ import annotations
 
 import pytest
-import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.services import accounts, review
-from tests.helpers import bearer, bulk_modules, login, publish_manifest, publish_package
+from tests.helpers import (
+    bearer,
+    bulk_modules,
+    captured_statements,
+    login,
+    publish_manifest,
+    publish_package,
+)
 from tests.packaging import manifest, manifest_yaml, zip_package
 
 ADMIN = "admin@example.com"
@@ -308,27 +314,19 @@ def test_a_page_past_the_last_still_counts_the_matches(app, client, equals):
 def test_searches_read_the_stored_vector_through_its_gin_indexes(app, client, equals, postgres_url):
     """The marketplace (latest=true) reads the latest-only indexes, other searches the full
     ones, and no statement recomputes the document (migration 0008)."""
-    statements = []
-
-    def capture(conn, cursor, statement, parameters, context, executemany):
-        statements.append((statement, parameters))
-
-    bulk_modules(app, 0, 2000)  # enough latest rows that reading them all costs more
     with app.app_context():
         engine = db.engine
     # VACUUM moves the bulk insert out of GIN's pending list, which the planner would
     # otherwise (rightly) price as a scan of every pending entry.
+    bulk_modules(app, 0, 2000)  # enough latest rows that reading them all costs more
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM ANALYZE modules")
-    sa.event.listen(engine, "before_cursor_execute", capture)
-    try:
+    with captured_statements(app) as statements:
         api_search(app, client, {"q": "widget", "latest": "true"})
-        latest = [s for s in statements if "@@" in s[0]]
-        statements.clear()
+    latest = [s for s in statements if "@@" in s[0]]
+    with captured_statements(app) as statements:
         api_search(app, client, {"q": "widget"})
-        every = [s for s in statements if "@@" in s[0]]
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", capture)
+    every = [s for s in statements if "@@" in s[0]]
     assert latest and every
     assert not any("to_tsvector" in s for s, _ in latest + every)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +15,14 @@ from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import Company, Installation, ModuleRelease
 from portal.services import accounts, review
-from tests.helpers import bearer, bulk_modules, login, publish_manifest, publish_package
+from tests.helpers import (
+    bearer,
+    bulk_modules,
+    captured_statements,
+    login,
+    publish_manifest,
+    publish_package,
+)
 from tests.packaging import manifest, manifest_yaml, zip_package
 
 ADMIN = "admin@example.com"
@@ -473,24 +479,8 @@ def test_the_install_button_links_to_the_plan_once_installations_exist(
 # --- Statements: no N+1 --------------------------------------------------------------------
 
 
-@contextmanager
-def counted(app):
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", before)
-
-
 def statements_for(app, client, path: str, headers=None, expect_items: int | None = None):
-    with counted(app) as statements:
+    with captured_statements(app) as statements:
         resp = client.get(path, headers=headers or {})
     assert resp.status_code == 200, resp.get_data(as_text=True)[:500]
     if expect_items is not None:

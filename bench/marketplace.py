@@ -16,7 +16,8 @@ VACUUM ANALYZE. Then, in the same run:
    alone match; and, for comparison, the app's SQLite fallback shape (ILIKE '%term%'
    over name, display name, tags and description) run on PostgreSQL, where no index
    serves it. Target: the ranked search statement under 3 ms (median execution time).
-2. Load (HTTP): gunicorn, 2 sync workers, serving bench_app() below: the app as wsgi.py
+2. Load (HTTP): gunicorn, 2 workers (sync; --worker-threads 4 serves as make run does),
+   serving bench_app() below: the app as wsgi.py
    builds it plus a bench-only route `GET /bench/ceiling`, a bare Flask view rendering a
    20-row Jinja template (no database, no session). First each target is sampled with
    sequential requests (where a request's time goes: app, SQL, statements, per term).
@@ -557,6 +558,7 @@ def time_queries(app, variants: list[str]) -> dict:
     from portal.models import ModuleRelease
     from portal.models.modules import SEARCH_VECTOR
     from portal.services import accounts, catalog, search
+    from portal.services.marketplace import CARDS
 
     out: dict = {"terms": {}, "variants": variants}
     with app.app_context():
@@ -568,11 +570,12 @@ def time_queries(app, variants: list[str]) -> dict:
         )
         for label, term in TERMS:
             with captured_statements(db.engine) as statements:
-                page = catalog.list_releases(actor=actor, page=1, per_page=20, q=term, latest=True)
-            names = [r.name for r in page.items]
-            # The list's own statements (as committed: COUNT over the filters, then the
-            # ranked page); not the actor's reload after the previous term's rollback, nor
-            # the dependencies' selectin load, which do not depend on the search.
+                page = catalog.list_releases(
+                    actor=actor, page=1, per_page=20, q=term, latest=True, present=CARDS
+                )
+            names = [card.name for card in page.items]
+            # The list's own statements (the ranked ids with their total, then the page's
+            # rows by id); not the actor's reload after the previous term's rollback.
             own = [st for st in statements if not _incidental(st[0])]
             terms = search.search_terms(term)
             tsquery = sa.func.to_tsquery(
@@ -790,9 +793,10 @@ def free_port() -> int:
 
 
 class Server:
-    """gunicorn with `workers` sync workers serving bench_app() of this file."""
+    """gunicorn with `workers` workers serving bench_app() of this file: sync, or with
+    `threads` > 1 gthread (as `make run` serves, 4 threads)."""
 
-    def __init__(self, env: dict[str, str], cwd: Path, workers: int):
+    def __init__(self, env: dict[str, str], cwd: Path, workers: int, threads: int = 1):
         self.port = free_port()
         self.workers = workers
         gunicorn = ROOT / ".venv" / "bin" / "gunicorn"
@@ -805,8 +809,7 @@ class Server:
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(workers),
-                "--worker-class",
-                "sync",
+                *(("--worker-class", "sync") if threads <= 1 else ("--threads", str(threads))),
                 "--backlog",
                 "2048",
                 "--timeout",
@@ -1190,12 +1193,17 @@ def print_queries(queries: dict) -> None:
     print(f"  misspelled {MISSPELLED!r}: first results {top[:3]}")
 
 
+def _worker_kind(threads: int) -> str:
+    return "sync" if threads <= 1 else f"gthread, {threads} threads each"
+
+
 def print_summary(result: dict) -> None:
     print()
     counts = result["counts"]
     print(
         f"Marketplace benchmark: {counts['names']} names x {result['releases_per_name']} "
-        f"releases, gunicorn {result['workers']} sync workers, wrk {result['threads']} "
+        f"releases, gunicorn {result['workers']} workers "
+        f"({_worker_kind(result.get('worker_threads', 1))}), wrk {result['threads']} "
         f"thread, {result['connections']} connections, {result['duration_s']} s x "
         f"{result['repeats']} per target,"
     )
@@ -1257,7 +1265,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers")
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=1,
+        help="threads per gunicorn worker: 1 is sync workers; make run serves with 4 (gthread)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=4)
     parser.add_argument(
@@ -1346,7 +1360,9 @@ def main(argv: list[str] | None = None) -> int:
             for label, variants in zip(labels, configs, strict=True):
                 profile_dir = tmp / "profiles" if args.profile else None
                 env = server_env(urls[label], tmp, variants, profile_dir)
-                servers[label] = server = Server(env, tmp / "cwd", args.workers)
+                servers[label] = server = Server(
+                    env, tmp / "cwd", args.workers, args.worker_threads
+                )
                 stack.callback(server.stop)
                 server.wait_ready()  # one at a time: booting workers compete for the CPUs
             for label, server in servers.items():
@@ -1403,6 +1419,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "threads": args.threads,
             "workers": args.workers,
+            "worker_threads": args.worker_threads,
             "repeats": args.repeats,
             "cpus": os.cpu_count(),
             # Other work on the machine skews every figure: the 1-minute load average

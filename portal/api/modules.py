@@ -15,6 +15,9 @@ from portal.services.paging import parse_paging
 from portal.services.submissions import read_submission
 from portal.uploads import json_object, submission_from_request
 
+# A list's releases as api.md shapes them, kept per catalog generation (catalog_cache).
+MODULE_JSON = catalog.Presentation("module-json", module_json)
+
 LIST_FILTERS = (
     "name",
     "status",
@@ -77,8 +80,10 @@ def list_modules():
     actor = current_actor()
     page, per_page = parse_paging(request.args)
     filters = {key: request.args.get(key) or None for key in LIST_FILTERS}
-    result = catalog.list_releases(actor=actor, page=page, per_page=per_page, **filters)
-    return jsonify(page_json(result, module_json))
+    result = catalog.list_releases(
+        actor=actor, page=page, per_page=per_page, present=MODULE_JSON, **filters
+    )
+    return jsonify(page_json(result, lambda item: item))
 
 
 @bp.get("/modules/<int:module_id>")

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import sqlalchemy as sa
 
 from portal.extensions import db
@@ -9,7 +13,7 @@ from portal.models import Company, ModuleRelease, User
 from portal.services import catalog_cache
 from portal.services.access import is_admin
 from portal.services.errors import NotFound, ValidationFailed
-from portal.services.paging import Page, load_by_keys, paginate, ranked_keys
+from portal.services.paging import Page, load_by_keys, paged_keys, ranked_keys
 from portal.services.search import apply_search, search_terms
 
 LIST_STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
@@ -50,7 +54,31 @@ def get_release(module_id: int, *, actor: User) -> ModuleRelease:
     return release
 
 
-def list_releases(
+@dataclass(frozen=True)
+class Presentation:
+    """How a list hands out its releases: `render(release)` of each (kept per catalog
+    generation under `kind`, so it must not depend on the request), loaded with the ORM
+    loader `options`. The renderings are shared: callers must not change them."""
+
+    kind: str
+    render: Callable[[ModuleRelease], Any]
+    options: tuple = ()
+
+
+def list_releases(*, actor: User, page: int, per_page: int, present: Presentation, **filters):
+    """One page of the releases the actor may see, filtered (see release_keys), each
+    rendered by `present`. Raises ValidationFailed for unknown filter values."""
+    keys, total = release_keys(actor=actor, page=page, per_page=per_page, **filters)
+
+    def render_missing(missing: tuple) -> dict:
+        rows = load_by_keys(ModuleRelease.id, missing, present.options)
+        return {row.id: present.render(row) for row in rows}
+
+    items = catalog_cache.remember_each(present.kind, keys, render_missing)
+    return Page(items=items, page=page, per_page=per_page, total=total)
+
+
+def release_keys(
     *,
     actor: User,
     page: int,
@@ -64,10 +92,11 @@ def list_releases(
     sort: str | None = None,
     q: str | None = None,
     latest: str | bool | None = None,
-    options: tuple = (),
-) -> Page:
-    """Releases the actor may see, filtered, loaded with the ORM loader `options`.
-    Raises ValidationFailed for unknown values."""
+) -> tuple[tuple[int, ...], int]:
+    """(The ids of one page of releases the actor may see, filtered; the total), kept
+    per catalog generation for the actor's visibility scope and these exact filters:
+    ranking a common word's matches is the costly part of a search. Raises
+    ValidationFailed for unknown values."""
     errors = []
     if status and status not in LIST_STATUSES:
         allowed = ", ".join(LIST_STATUSES)
@@ -82,6 +111,19 @@ def list_releases(
         errors.append({"pointer": "/sort", "message": f"must be one of {', '.join(SORTS)}"})
     if errors:
         raise ValidationFailed("Invalid filter.", errors=errors)
+    terms = tuple(search_terms(q or ""))
+    filters = (name, status, visibility, publisher, category, tag, sort, bool(latest), terms)
+    cache_key = (visibility_scope(actor), page, per_page, filters)
+    return catalog_cache.remember(
+        "release-keys",
+        cache_key,
+        lambda: _page_keys(actor, page, per_page, *filters),
+    )
+
+
+def _page_keys(
+    actor, page, per_page, name, status, visibility, publisher, category, tag, sort, latest, terms
+) -> tuple[tuple[int, ...], int]:
     query = sa.select(ModuleRelease)
     if status == "deleted" and is_admin(actor):
         query = query.where(ModuleRelease.status == "deleted")
@@ -91,6 +133,8 @@ def list_releases(
         query = query.where(
             ModuleRelease.status == status if status else ModuleRelease.status != "deprecated"
         )
+    if terms and status:  # deprecated releases are never search results (api.md)
+        query = query.where(ModuleRelease.status != "deprecated")
     if name:
         query = query.where(ModuleRelease.name == name)
     if visibility:
@@ -105,27 +149,13 @@ def list_releases(
         query = query.where(_has_tag(tag))
     if latest:
         query = query.where(ModuleRelease.is_latest)
-    if q and search_terms(q):
-        # Deprecated releases are never search results (api.md); rank unless sorted.
-        query = query.where(ModuleRelease.status != "deprecated")
-        query = apply_search(query, q, db.session.get_bind().dialect.name)
-        if sort:
-            query = query.order_by(None).order_by(*SORTS[sort], ModuleRelease.id)
-        # Ranking every match is the costly part: kept per catalog generation, for the
-        # actor's visibility scope and these exact arguments.
-        cache_key = (
-            visibility_scope(actor),
-            tuple(search_terms(q)),
-            bool(latest),
-            *(status, name, visibility, publisher, category, tag, sort, page, per_page),
-        )
-        keys, total = catalog_cache.remember(
-            "search", cache_key, lambda: ranked_keys(query, page, per_page, ModuleRelease.id)
-        )
-        items = load_by_keys(ModuleRelease.id, keys, options)
-        return Page(items=items, page=page, per_page=per_page, total=total)
-    query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
-    return paginate(query.options(*options), page, per_page)
+    if not terms:
+        query = query.order_by(*SORTS[sort or "name"], ModuleRelease.id)
+        return paged_keys(query, page, per_page, ModuleRelease.id)
+    query = apply_search(query, terms, db.session.get_bind().dialect.name)
+    if sort:  # ranked by relevance unless sorted
+        query = query.order_by(None).order_by(*SORTS[sort], ModuleRelease.id)
+    return ranked_keys(query, page, per_page, ModuleRelease.id)
 
 
 def _has_tag(tag: str):

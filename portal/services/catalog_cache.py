@@ -68,19 +68,47 @@ def catalog_generation() -> int | None:
 
 
 def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:
-    """compute(), or its value for `key` from this catalog generation. Off (always
-    compute) when CATALOG_CACHE_ENTRIES is 0."""
-    size = current_app.config["CATALOG_CACHE_ENTRIES"]
-    if size <= 0:
+    """compute(), or its value for `key` from this catalog generation."""
+    cache, generation = _cache_of(kind)
+    if cache is None:
         return compute()
-    generation = catalog_generation()
-    if generation is None:
-        return compute()
-    caches = current_app.extensions.setdefault("catalog_cache", {})
-    cache = caches.get(kind) or caches.setdefault(kind, LruCache(size))
-    full_key = (generation, key)
-    value = cache.get(full_key)
+    value = cache.get((generation, key))
     if value is _MISSING:
         value = compute()
-        cache.put(full_key, value)
+        cache.put((generation, key), value)
     return value  # type: ignore[return-value]
+
+
+def remember_each(kind: str, keys: tuple, compute: Callable[[tuple], dict]) -> list:
+    """The values of `keys`, in their order: those of this catalog generation from the
+    cache, the others from one compute(missing keys) -> {key: value}. A key compute
+    leaves out is left out."""
+    cache, generation = _cache_of(kind)
+    if cache is None:
+        found = compute(keys) if keys else {}
+    else:
+        found = {}
+        for key in keys:
+            value = cache.get((generation, key))
+            if value is not _MISSING:
+                found[key] = value
+        missing = tuple(k for k in keys if k not in found)
+        if missing:
+            computed = compute(missing)
+            for key, value in computed.items():
+                cache.put((generation, key), value)
+            found.update(computed)
+    return [found[k] for k in keys if k in found]
+
+
+def _cache_of(kind: str) -> tuple[LruCache | None, int | None]:
+    """This process's cache for `kind` and the current generation; (None, None) when
+    caching is off (CATALOG_CACHE_ENTRIES is 0) or the generation row is missing."""
+    size = current_app.config["CATALOG_CACHE_ENTRIES"]
+    if size <= 0:
+        return None, None
+    generation = catalog_generation()
+    if generation is None:
+        return None, None
+    caches = current_app.extensions.setdefault("catalog_cache", {})
+    return caches.get(kind) or caches.setdefault(kind, LruCache(size)), generation

@@ -57,13 +57,45 @@ def market_filters(args) -> MarketFilters:
     )
 
 
-# A card shows neither dependencies nor the manifest and scan report JSON: loading them
-# cost a statement and parsing per page. raiseload makes a template that starts using
-# them fail in the tests instead of quietly loading them per card.
-CARD_OPTIONS = (
-    orm.raiseload(ModuleRelease.dependencies),
-    orm.defer(ModuleRelease.manifest, raiseload=True),
-    orm.defer(ModuleRelease.scan_report, raiseload=True),
+@dataclass(frozen=True)
+class Card:
+    """What a marketplace card shows of a module's latest release."""
+
+    id: int
+    name: str
+    display_name: str | None
+    version: str
+    description: str
+    visibility: str
+    publisher_name: str
+    category: str | None
+    tags: tuple[str, ...]
+
+    @classmethod
+    def of(cls, release: ModuleRelease) -> Card:
+        return cls(
+            id=release.id,
+            name=release.name,
+            display_name=release.display_name,
+            version=release.version,
+            description=release.description,
+            visibility=release.visibility,
+            publisher_name=release.publisher.name,
+            category=release.category,
+            tags=tuple(release.tags or ()),
+        )
+
+
+# A card needs neither dependencies nor the manifest and scan report JSON; raiseload
+# makes Card.of fail in the tests if it starts reading them.
+CARDS = catalog.Presentation(
+    "card",
+    Card.of,
+    (
+        orm.raiseload(ModuleRelease.dependencies),
+        orm.defer(ModuleRelease.manifest, raiseload=True),
+        orm.defer(ModuleRelease.scan_report, raiseload=True),
+    ),
 )
 
 
@@ -71,7 +103,7 @@ def search_cards(filters: MarketFilters, *, actor: User, page: int, per_page: in
     """One card per module name: its latest approved release the actor may see
     (catalog.list_releases with latest=True), filtered and sorted."""
     return catalog.list_releases(
-        options=CARD_OPTIONS,
+        present=CARDS,
         actor=actor,
         page=page,
         per_page=per_page,

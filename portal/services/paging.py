@@ -79,6 +79,18 @@ def ranked_keys(query: sa.Select, page: int, per_page: int, key: sa.Column) -> t
     return (), total
 
 
+def paged_keys(query: sa.Select, page: int, per_page: int, key: sa.Column) -> tuple[tuple, int]:
+    """A list's page as (its rows' keys, the total): a COUNT over the filters, and the
+    keys of the page, which can stop early in index order."""
+    total = db.session.execute(
+        sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    ).scalar_one()
+    keys = db.session.execute(
+        query.with_only_columns(key).limit(per_page).offset((page - 1) * per_page)
+    ).scalars()
+    return tuple(keys), total
+
+
 def load_by_keys(key: sa.Column, keys: tuple, options: tuple = ()) -> list:
     """The rows of `key`'s entity with these keys, in the keys' order (missing ones
     left out), loaded with the ORM loader `options`."""

@@ -27,14 +27,14 @@ def search_terms(text: str) -> list[str]:
     return [w[:MAX_TERM_LENGTH] for w in words[:MAX_TERMS]]
 
 
-def apply_search(query: sa.Select, text: str, dialect: str) -> sa.Select:
-    """Narrow and rank `query` by the search text (unchanged when there are no words)."""
-    terms = search_terms(text)
+def apply_search(query: sa.Select, terms: tuple[str, ...], dialect: str) -> sa.Select:
+    """Narrow and rank `query` by the search terms (see search_terms; unchanged when
+    there are none)."""
     if not terms:
         return query
     if dialect == "postgresql":
-        return _postgres(query, terms, " ".join(terms))
-    return _sqlite(query, terms)
+        return _postgres(query, list(terms), " ".join(terms))
+    return _sqlite(query, list(terms))
 
 
 def _postgres(query: sa.Select, terms: list[str], phrase: str) -> sa.Select:

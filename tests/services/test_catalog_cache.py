@@ -72,6 +72,10 @@ def ranked(statements: list[str]) -> list[str]:
     return [s for s in statements if "OVER ()" in s]
 
 
+def modules_read(statements: list[str]) -> list[str]:
+    return [s for s in statements if re.search(r"\bFROM modules\b", s)]
+
+
 def generation(app) -> int:
     with app.app_context():
         value = db.session.execute(sa.select(CatalogGeneration.generation)).scalar_one()
@@ -84,9 +88,18 @@ def test_a_repeated_search_skips_the_ranking(app, client, shelf, cached):
     assert first == ["ledger"] and ranked(statements)
     again, statements = statements_of(app, lambda: search(app, client, "ledger"))
     assert again == first and not ranked(statements)
+    assert not modules_read(statements)  # the releases' JSON is kept too
     # Other arguments are another search.
     _, statements = statements_of(app, lambda: search(app, client, "ledger accounts"))
     assert ranked(statements)
+
+
+def test_a_repeated_marketplace_page_reads_no_release(app, client, shelf, cached):
+    login(client, ACME_ADMIN)
+    first, statements = statements_of(app, lambda: client.get("/?q=ledger").get_data())
+    assert b'data-name="ledger"' in first and modules_read(statements)
+    again, statements = statements_of(app, lambda: client.get("/?q=ledger").get_data())
+    assert again == first and not modules_read(statements)
 
 
 def test_without_the_cache_every_search_ranks(app, client, shelf):

@@ -36,10 +36,13 @@ def upgrade():
             f"$$ BEGIN {BUMP}; RETURN NULL; END $$"
         )
         for table in TABLES:
-            # Once per statement: a bulk change moves the counter once.
+            # Once per statement: a bulk change moves the counter once. BEFORE the
+            # statement, so that a transaction locks the counter's row before any row of
+            # the catalog: the same order everywhere, never a deadlock (two decisions on
+            # one name each hold a release and want the other's under AFTER).
             op.execute(
                 f"CREATE TRIGGER {table}_catalog_generation "
-                f"AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
+                f"BEFORE INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table} "
                 "FOR EACH STATEMENT EXECUTE FUNCTION bump_catalog_generation()"
             )
         return

@@ -257,16 +257,43 @@ def test_the_latest_flag_is_per_name(app_ctx, people):
     assert _latest("ledger") == ["3.0.0"] and _latest("billing") == ["1.0.0"]
 
 
+# --- The queue ------------------------------------------------------------------------------
+
+
+def test_the_queue_is_paged_oldest_first_and_filtered_by_publisher(app_ctx, people):
+    acme = [publish_manifest(manifest(f"q-{i:02d}"), actor_email=DEVELOPER).id for i in range(5)]
+    globex = publish_manifest(manifest("globex-one"), actor_email=GLOBEX_DEV).id
+    _decide(acme[1], "approved")
+
+    first = review.pending_releases(actor=_user(ADMIN), page=1, per_page=3)
+    second = review.pending_releases(actor=_user(ADMIN), page=2, per_page=3)
+    acme_only = review.pending_releases(actor=_user(ADMIN), publisher="acme", per_page=3)
+
+    assert [r.id for r in first.items] == [acme[0], acme[2], acme[3]]
+    assert [r.id for r in second.items] == [acme[4], globex]
+    assert (first.total, first.pages, second.page) == (5, 2, 2)
+    assert [r.id for r in acme_only.items] == [acme[0], acme[2], acme[3]]
+    assert (acme_only.total, acme_only.has_next) == (4, True)
+    with pytest.raises(PermissionDenied):
+        review.pending_releases(actor=_user(ACME_ADMIN))
+
+
 # --- Two admins at the same moment ----------------------------------------------------------
 
 
 def _race(app, module_id: int, decisions: list[tuple[str, str, str | None]]) -> list:
-    """Run each (admin email, status, reason) in its own thread and app context, released
-    together by a barrier; returns each thread's outcome: the status or the error class."""
+    """Several admins deciding on one release at the same moment (see _together)."""
+    return _together(app, [(email, module_id, *decision) for email, *decision in decisions])
+
+
+def _together(app, decisions: list[tuple[str, int, str, str | None]]) -> list:
+    """Run each (admin email, release id, status, reason) in its own thread and app
+    context, released together by a barrier; returns each thread's outcome: the status,
+    Conflict, or any other error (which fails the tests that look)."""
     barrier = threading.Barrier(len(decisions))
     outcomes: list = [None] * len(decisions)
 
-    def decide(i: int, email: str, status: str, reason: str | None) -> None:
+    def decide(i: int, email: str, module_id: int, status: str, reason: str | None) -> None:
         with app.app_context():
             try:
                 actor = accounts.user_by_email(email)
@@ -331,6 +358,27 @@ def test_two_admins_deciding_at_once_one_wins_the_other_gets_a_conflict(app, peo
     rounds = ROUNDS * 2
     for module_id, decisions in zip(_pending_releases(app, len(rounds)), rounds, strict=True):
         _assert_one_winner(app, module_id, _race(app, module_id, decisions))
+
+
+def test_deciding_two_releases_of_one_name_at_once_both_apply(app, people):
+    """Approving 2.0.0 while 1.0.0 (the latest) is deprecated: both transactions update
+    the name's latest flags and the catalog generation. Neither may fail (a deadlock
+    between the two would be a 500); afterwards 2.0.0 is the one latest release."""
+    _second_admin(app)
+    for round_ in range(6):
+        name = f"pair-{round_}"
+        with app.app_context():
+            old = publish_manifest(manifest(name, "1.0.0"), actor_email=DEVELOPER).id
+            _decide(old, "approved")
+            new = publish_manifest(manifest(name, "2.0.0"), actor_email=DEVELOPER).id
+            db.session.remove()
+        outcomes = _together(
+            app, [(ADMIN, new, "approved", None), (SECOND_ADMIN, old, "deprecated", None)]
+        )
+        assert outcomes == ["approved", "deprecated"], outcomes
+        with app.app_context():
+            assert _latest(name) == ["2.0.0"]
+            db.session.remove()
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -21,7 +22,7 @@ from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFaile
 from portal.services.paging import Page, paginate
 from portal.services.resolver import NoPlan, Plan, installed_modules, resolve
 from portal.services.uow import unit_of_work
-from portal.versions import InvalidConstraint
+from portal.versions import Constraint, InvalidConstraint, Version
 
 MAX_CONFIG_BYTES = 64 * 1024
 
@@ -243,6 +244,7 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
     created, main = [], None
     changing = ", ".join(s.module for s in plan.changes)
     with unit_of_work(f"{company.slug}'s {changing} changed meanwhile; nothing was installed."):
+        lock_company_installations(company.id)
         _check_plan_current(company, plan)
         for step in plan.changes:
             release = releases[step.module_id]
@@ -266,16 +268,77 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
                 main = inst
             else:
                 created.append(inst)
+        # The plan kept every installed module's constraint it knew of; a dependent installed
+        # meanwhile, outside the plan, may forbid a release the plan moves to.
+        unmet = unmet_requirements(company.id, {s.module for s in plan.changes})
+        if unmet:
+            raise Conflict(
+                "Installed meanwhile, and would be broken: " + " ".join(unmet),
+                errors=[{"pointer": "/module", "message": u} for u in unmet],
+            )
     return main, created
+
+
+def lock_company_installations(company_id: int) -> None:
+    """Make the units of work that change one company's installations take turns: call it
+    first inside the unit of work, before its final checks. (Install, uninstall with or
+    without cascade, and every change of an installation: lifecycle.py.)
+
+    The dependency rule spans rows: a module and those it requires, some not inserted yet.
+    Two transactions that each check before the other commits can both pass, and leave a
+    module installed whose dependency was just uninstalled or moved to a version it does not
+    allow. SQLite's write transaction (BEGIN IMMEDIATE) already serializes every writer. On
+    PostgreSQL a transaction-level advisory lock per company does it for these changes: one
+    statement on every path, no lock order to keep (row locks would have to cover kept,
+    changed and not-yet-existing rows alike), and under READ COMMITTED (the default, which
+    this relies on) each check after it reads what the previous holder committed. Changes
+    to one company's installations are rare, so taking turns costs nothing noticeable.
+    """
+    if db.session.get_bind().dialect.name == "postgresql":
+        digest = hashlib.sha256(f"company-installations:{company_id}".encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)
+        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+
+
+def unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
+    """Inside a unit of work, after its writes: the required module dependencies that
+    involve a module in `changed` (its own, and its dependents' on it) and that the
+    company's active installations, as they now are, do not meet. As sentences."""
+    rows = db.session.execute(
+        sa.select(Installation.module_name, ModuleRelease.version, ModuleRelease.manifest)
+        .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
+        .where(Installation.company_id == company_id, Installation.status == "installed")
+    ).all()
+    versions = {row.module_name: row.version for row in rows}
+    unmet = []
+    for row in rows:
+        required = [
+            (d["name"], d.get("version") or "*")
+            for d in (row.manifest or {}).get("dependencies") or []
+            if isinstance(d, dict) and d.get("type", "module") == "module" and not d.get("optional")
+        ]
+        for dep, text in required:
+            if row.module_name not in changed and dep not in changed:
+                continue
+            have = versions.get(dep)
+            if have is None:
+                unmet.append(f"{row.module_name} {row.version} needs {dep} {text}, now absent.")
+                continue
+            try:
+                allowed = Constraint.parse(text).allows(Version.parse(have))
+            except ValueError:  # published manifests parse; never let old data make a 500
+                continue
+            if not allowed:
+                unmet.append(f"{row.module_name} {row.version} needs {dep} {text}, not {have}.")
+    return sorted(unmet)
 
 
 def _check_plan_current(company: Company, plan: Plan, installed: dict | None = None) -> None:
     """Raise Conflict unless the company's installed modules are still those the plan was
     made against (another request may have installed, upgraded or removed one meanwhile).
 
-    `installed` None reads afresh: inside the unit of work on SQLite that read holds the
-    write lock, so the answer is exact; on PostgreSQL a concurrent install of the same
-    module is still caught by the unique index on active installations (a 409 too)."""
+    `installed` None reads afresh: inside the unit of work, after
+    lock_company_installations, so the answer is exact on both databases."""
     names = [s.module for s in plan.steps]
     if installed is not None:
         now = {n: i.release.version for n, i in installed.items() if n in names}

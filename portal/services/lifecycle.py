@@ -17,11 +17,13 @@ from portal.services.installations import (
     config_schema_of,
     get_installation,
     keep_secrets,
+    lock_company_installations,
     masked_config,
+    unmet_requirements,
 )
 from portal.services.resolver import NoPlan, installed_modules, resolve
 from portal.services.uow import unit_of_work
-from portal.versions import Constraint, InvalidVersion, Version
+from portal.versions import InvalidVersion, Version
 
 
 def _active(installation_id: int, actor: User) -> Installation:
@@ -83,6 +85,7 @@ def _apply(
     """Write a new revision, guarded by the revision the change was based on."""
     company_id, moving = inst.company_id, release.id != inst.module_id
     with unit_of_work():
+        lock_company_installations(company_id)
         moved = db.session.execute(
             sa.update(Installation)
             .where(
@@ -104,7 +107,7 @@ def _apply(
         if moving:
             # The plan was checked against the installations read before this transaction;
             # a dependent installed (or a dependency moved) meanwhile must not be broken.
-            unmet = _unmet_requirements(company_id, {inst.module_name})
+            unmet = unmet_requirements(company_id, {inst.module_name})
             if unmet:
                 raise Conflict(
                     "The change would break: " + " ".join(unmet),
@@ -277,6 +280,7 @@ def uninstall_installation(
     order = _dependents_first([*dependents, inst.module_name], graph)
     company_id, removed = inst.company_id, []
     with unit_of_work("The installation changed meanwhile; reload and try again."):
+        lock_company_installations(company_id)
         for name in order:
             target = installed[name]
             done = db.session.execute(
@@ -298,7 +302,7 @@ def uninstall_installation(
             removed.append(target)
         # Dependents are those read before this transaction; one installed meanwhile would
         # be left without what it needs.
-        unmet = _unmet_requirements(company_id, set(order))
+        unmet = unmet_requirements(company_id, set(order))
         if unmet:
             raise Conflict(
                 "Installed meanwhile, and would be broken: " + " ".join(unmet),
@@ -307,39 +311,6 @@ def uninstall_installation(
     for target in removed:
         db.session.refresh(target)
     return removed
-
-
-def _unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
-    """Inside a unit of work, after its writes: the required module dependencies that
-    involve a module in `changed` (its own, and its dependents' on it) and that the
-    company's active installations, as they now are, do not meet. As sentences."""
-    rows = db.session.execute(
-        sa.select(Installation.module_name, ModuleRelease.version, ModuleRelease.manifest)
-        .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
-        .where(Installation.company_id == company_id, Installation.status == "installed")
-    ).all()
-    versions = {row.module_name: row.version for row in rows}
-    unmet = []
-    for row in rows:
-        required = [
-            (d["name"], d.get("version") or "*")
-            for d in (row.manifest or {}).get("dependencies") or []
-            if isinstance(d, dict) and d.get("type", "module") == "module" and not d.get("optional")
-        ]
-        for dep, text in required:
-            if row.module_name not in changed and dep not in changed:
-                continue
-            have = versions.get(dep)
-            if have is None:
-                unmet.append(f"{row.module_name} {row.version} needs {dep} {text}, now absent.")
-                continue
-            try:
-                allowed = Constraint.parse(text).allows(Version.parse(have))
-            except ValueError:  # published manifests parse; never let old data make a 500
-                continue
-            if not allowed:
-                unmet.append(f"{row.module_name} {row.version} needs {dep} {text}, not {have}.")
-    return sorted(unmet)
 
 
 def _dependents_first(names: list[str], graph: dict[str, set[str]]) -> list[str]:

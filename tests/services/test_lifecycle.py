@@ -5,17 +5,20 @@ heartbeats (one event per change of health, however many runtimes report at once
 
 "Meanwhile" tests run another request, in its own thread, session and transaction, at the
 moment the service is about to write: just before its unit of work takes SQLite's write lock
-(BEGIN IMMEDIATE) or, on PostgreSQL, before its first UPDATE of an installation. Everything
-read before that point is stale by the time the write happens."""
+(BEGIN IMMEDIATE) or, on PostgreSQL, the company's installation lock (an advisory lock, see
+installations.lock_company_installations). Everything read before that point is stale by the
+time the write happens. The races further down run two requests at once instead."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from portal.config_schema import MASK
 from portal.extensions import db
@@ -23,6 +26,8 @@ from portal.models import Event, HealthChange, Installation, InstallationRevisio
 from portal.services import accounts, lifecycle
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.services.installations import InstallRequest, install_module
+from portal.services.uow import WRITE_INTENT
+from portal.versions import Constraint, Version
 from tests.helpers import approved_release, bearer, lifecycle_state
 
 ACME_ADMIN = "admin@acme.test"
@@ -75,7 +80,7 @@ def meanwhile(app, action):
     def before(_conn, _cursor, statement, _params, _context, _many):
         if fired or threading.get_ident() != main:
             return
-        if not statement.startswith(("BEGIN IMMEDIATE", "UPDATE installations")):
+        if not (statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement):
             return
         fired.append(True)
         failures: list[BaseException] = []
@@ -531,3 +536,234 @@ def test_revisions_store_secrets_as_given_and_list_them_masked(ctx, people):
         assert "tok-1" not in json.dumps(event.data)
     with pytest.raises(NotFound):
         lifecycle.list_revisions(inst.id, actor=_user("admin@globex.test"))
+
+
+# --- Races on PostgreSQL: whoever commits first, the dependency rule holds ------------------
+
+RACE_ROUNDS = 20
+
+
+class _AtCommit:
+    """Holds each racing thread just before its unit of work commits, until the other thread
+    has got that far too, has finished, or waits for a lock this one holds (waiting longer
+    could then only deadlock). Without a lock taken before the final checks both threads have
+    then checked everything before either commits, the widest window there is: an unguarded
+    path loses every round, not once in a while. Guarded, a round costs no waiting."""
+
+    def __init__(self, parties: int, timeout: float = 5.0):
+        self.parties, self.timeout = parties, timeout
+        self.cond = threading.Condition()
+        self.settled: set[int] = set()  # threads at their commit, or done
+        self.pids: dict[int, int] = {}  # thread → its PostgreSQL backend
+        self.local = threading.local()
+
+    def enter(self, i: int) -> None:
+        """In racing thread i, before its operation (the session keeps this connection)."""
+        self.local.index = i
+        self.pids[i] = db.session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar()
+
+    def leave(self, i: int) -> None:
+        with self.cond:
+            self.settled.add(i)
+            self.cond.notify_all()
+
+    def before_commit(self, session) -> None:
+        i = getattr(self.local, "index", None)
+        if i is None or not WRITE_INTENT.get():  # only a racing thread's unit of work
+            return
+        self.local.index = None
+        self.leave(i)
+        others = [pid for j, pid in self.pids.items() if j != i]
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            with self.cond:
+                if len(self.settled) == self.parties:
+                    return
+                self.cond.wait(0.01)
+            blocked = session.connection().exec_driver_sql(
+                "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE NOT granted AND pid = ANY(%(p)s))",
+                {"p": others},
+            )
+            if blocked.scalar():
+                return
+
+
+def _race(app, ops) -> list:
+    """Run the operations from one thread each, released together and held at their commits
+    (see _AtCommit). Returns "ok" or the exception raised, per operation."""
+    at_commit, start = _AtCommit(len(ops)), threading.Barrier(len(ops))
+    outcomes: list = [None] * len(ops)
+
+    def run(i: int) -> None:
+        with app.app_context():
+            try:
+                at_commit.enter(i)
+                start.wait(timeout=30)
+                ops[i]()
+                outcomes[i] = "ok"
+            except Exception as exc:
+                outcomes[i] = exc
+            finally:
+                at_commit.leave(i)
+                db.session.remove()
+
+    sa.event.listen(Session, "before_commit", at_commit.before_commit)
+    try:
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(ops))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not any(t.is_alive() for t in threads), "a racing operation did not finish"
+    finally:
+        sa.event.remove(Session, "before_commit", at_commit.before_commit)
+    return outcomes
+
+
+def _unmet_dependencies(company="acme") -> list[str]:
+    """Required module dependencies of the company's active installations that its active
+    installations do not meet (checked here, not by the service under test)."""
+    active = {n: i for n, i in _by_name(company).items() if i.status == "installed"}
+    unmet = []
+    for name, inst in active.items():
+        for dep in (inst.release.manifest or {}).get("dependencies") or []:
+            if dep.get("type", "module") != "module" or dep.get("optional"):
+                continue
+            constraint, have = dep.get("version") or "*", active.get(dep["name"])
+            if have is None or not Constraint.parse(constraint).allows(
+                Version.parse(have.release.version)
+            ):
+                found = have.release.version if have else "nothing"
+                unmet.append(f"{name} needs {dep['name']} {constraint}, has {found}")
+    return unmet
+
+
+def _install_op(module, install_dependencies=False):
+    return lambda: _install(
+        module, actor=ADMIN, company="acme", install_dependencies=install_dependencies
+    )
+
+
+def _uninstall_op(name, cascade=False):
+    return lambda: lifecycle.uninstall_installation(
+        _by_name()[name].id, actor=_user(), cascade=cascade
+    )
+
+
+def _upgrade_op(name, version):
+    return lambda: lifecycle.update_installation(
+        _by_name()[name].id, {"version": version}, actor=_user()
+    )
+
+
+def _rollback_op(name):
+    return lambda: lifecycle.rollback_installation(_by_name()[name].id, actor=_user())
+
+
+def _inventory_1():
+    _install("inventory", version="=1.0.0")
+
+
+def _inventory_2_after_1():
+    inv = _install("inventory", version="=1.0.0")
+    lifecycle.update_installation(inv.id, {"version": "2.0.0"}, actor=_user())
+
+
+CREATED, UPDATED = "installation.created", "installation.updated"
+UNINSTALLED, ROLLED_BACK = "installation.uninstalled", "installation.rolled_back"
+
+# name: (the state each round starts from, the two operations, what each one adds when it
+# wins (events, number of revisions), what each may raise when it loses). The loser is
+# refused as a request arriving just after the winner would be: 409, except an install
+# that makes its plan after the winner committed, which is told what it now lacks (422).
+RACES = {
+    # An install keeping inventory (purchasing needs ^1.0.0) against inventory's uninstall.
+    "install-keeping-a-dependency/uninstall": (
+        _inventory_1,
+        [_install_op("purchasing"), _uninstall_op("inventory")],
+        [([(CREATED, "purchasing")], 1), ([(UNINSTALLED, "inventory")], 0)],
+        [(Conflict, ValidationFailed), (Conflict,)],
+    ),
+    # The same with cascade: an uninstall cascades to the dependents it knows of.
+    "install-keeping-a-dependency/uninstall-with-cascade": (
+        _inventory_1,
+        [_install_op("purchasing"), _uninstall_op("inventory", cascade=True)],
+        [([(CREATED, "purchasing")], 1), ([(UNINSTALLED, "inventory")], 0)],
+        [(Conflict, ValidationFailed), (Conflict,)],
+    ),
+    # An install relying on inventory 1.x against inventory's upgrade to 2.0.0.
+    "install-keeping-a-dependency/upgrade": (
+        _inventory_1,
+        [_install_op("purchasing"), _upgrade_op("inventory", "2.0.0")],
+        [([(CREATED, "purchasing")], 1), ([(UPDATED, "inventory")], 1)],
+        [(Conflict, ValidationFailed), (Conflict,)],
+    ),
+    # An install relying on inventory 2.x against a rollback of inventory to 1.0.0.
+    "install-keeping-a-dependency/rollback": (
+        _inventory_2_after_1,
+        [_install_op("reporting"), _rollback_op("inventory")],
+        [([(CREATED, "reporting")], 1), ([(ROLLED_BACK, "inventory")], 1)],
+        [(Conflict, ValidationFailed), (Conflict,)],
+    ),
+    # Two installs: one keeps inventory 1.0.0, the other's plan upgrades it to 2.0.0.
+    "install-keeping-a-dependency/install-upgrading-it": (
+        _inventory_1,
+        [_install_op("purchasing"), _install_op("reporting", install_dependencies=True)],
+        [([(CREATED, "purchasing")], 1), ([(UPDATED, "inventory"), (CREATED, "reporting")], 2)],
+        [(Conflict, ValidationFailed), (Conflict, ValidationFailed)],
+    ),
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("race", list(RACES))
+def test_racing_changes_never_leave_a_module_without_its_dependency(
+    app, people, postgres_url, race
+):
+    """Each round starts afresh and runs both operations at once: exactly one wins, the
+    other is refused as it would be on its own and leaves nothing behind, and every active
+    installation still has what it requires. (SQLite serializes these units of work with
+    BEGIN IMMEDIATE; on PostgreSQL the service must do it itself.)"""
+    setup, ops, wins, losses = RACES[race]
+    with app.app_context():
+        approved_release("inventory", "1.0.0")
+        approved_release("inventory", "2.0.0")
+        approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
+        approved_release("reporting", "1.0.0", deps={"inventory": "^2.0.0"})
+        db.session.remove()
+    for round_ in range(RACE_ROUNDS):
+        with app.app_context():
+            for model in (Event, HealthChange, InstallationRevision, Installation):
+                db.session.execute(sa.delete(model))
+            db.session.commit()
+            setup()
+            before = lifecycle_state(app)
+            db.session.remove()
+        outcomes = _race(app, ops)
+        with app.app_context():
+            after = lifecycle_state(app)
+            added = [
+                (e.type, e.module)
+                for e in db.session.execute(
+                    sa.select(Event).where(Event.id.not_in(before["events"])).order_by(Event.id)
+                ).scalars()
+            ]
+            revisions = len(after["revisions"]) - len(before["revisions"])
+            unmet = _unmet_dependencies()
+            db.session.remove()
+        where = f"round {round_}: {outcomes}"
+        assert unmet == [], where
+        for outcome in outcomes:
+            assert outcome == "ok" or isinstance(outcome, (Conflict, ValidationFailed)), where
+        if outcomes == ["ok", "ok"]:
+            # Only when the uninstall read its dependents after the install committed:
+            # the cascade then removed purchasing too. Nothing conflicted.
+            assert race.endswith("with-cascade"), where
+            assert added == [(CREATED, "purchasing"), (UNINSTALLED, "purchasing")] + [
+                (UNINSTALLED, "inventory")
+            ], where
+            continue
+        (winner,) = [i for i, outcome in enumerate(outcomes) if outcome == "ok"]
+        loser = 1 - winner
+        assert isinstance(outcomes[loser], losses[loser]), where
+        assert (added, revisions) == wins[winner], where

@@ -27,6 +27,14 @@ def company_by_slug(slug: str) -> Company:
     return company
 
 
+def list_companies(*, actor: User) -> list[Company]:
+    """Every company, by slug (the platform admin's menu of whom to act for). Raises
+    PermissionDenied."""
+    if not is_admin(actor):
+        raise PermissionDenied("Only platform admins list every company.")
+    return list(db.session.execute(sa.select(Company).order_by(Company.slug)).scalars())
+
+
 def visible_company(actor: User, slug: str) -> Company:
     """A company the actor may act for: admins any, others only their own (else 404)."""
     company = company_by_slug(slug)

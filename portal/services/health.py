@@ -1,11 +1,15 @@
-"""Health of installations: one place that records a new status, its history and event."""
+"""Health of installations: one place that records a new status, its history and event,
+and the read behind the badges pages poll."""
 
 from __future__ import annotations
+
+import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
 from portal.models import HealthChange, Installation, User
 from portal.models.base import utcnow
+from portal.services.access import is_admin, visible_company
 
 
 def record_health(
@@ -45,3 +49,22 @@ def record_health(
         data={"from": previous, "to": status, "source": source, "message": message},
     )
     return True
+
+
+def health_badges(company_slug: str, *, actor: User) -> list:
+    """The health of a company's installed modules as (id, health_status, health_message,
+    health_checked_at) rows, by id: one query for a company admin's own company (its id is
+    the actor's), two otherwise. Raises NotFound (a company the actor may not see)."""
+    company = actor.company
+    if is_admin(actor) or company is None or company.slug != company_slug:
+        company = visible_company(actor, company_slug)
+    return db.session.execute(
+        sa.select(
+            Installation.id,
+            Installation.health_status,
+            Installation.health_message,
+            Installation.health_checked_at,
+        )
+        .where(Installation.company_id == company.id, Installation.status == "installed")
+        .order_by(Installation.id)
+    ).all()

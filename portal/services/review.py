@@ -11,12 +11,13 @@ import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
-from portal.models import ModuleRelease, StatusChange, User
+from portal.models import Company, ModuleRelease, StatusChange, User
 from portal.models.base import utcnow
 from portal.services import catalog
 from portal.services.access import is_admin
 from portal.services.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.services.latest import refresh_latest
+from portal.services.paging import Page, paginate
 from portal.services.uow import unit_of_work
 
 DECISIONS = ("approved", "rejected", "deprecated")
@@ -95,19 +96,20 @@ def change_status(
     return release
 
 
-def pending_releases(*, actor: User, publisher: str | None = None) -> list[ModuleRelease]:
-    """The approval queue: pending releases, oldest first. Raises PermissionDenied."""
+def pending_releases(
+    *, actor: User, publisher: str | None = None, page: int = 1, per_page: int = 20
+) -> Page:
+    """One page of the approval queue: pending releases, oldest first, of one publisher
+    (a company slug) or all. Raises PermissionDenied."""
     if not is_admin(actor):
         raise PermissionDenied("Only platform admins work the approval queue.")
     query = sa.select(ModuleRelease).where(ModuleRelease.status == "pending")
     if publisher:
-        from portal.models import Company
-
         query = query.join(Company, ModuleRelease.publisher_id == Company.id).where(
             Company.slug == publisher
         )
     query = query.order_by(ModuleRelease.created_at, ModuleRelease.id)
-    return list(db.session.execute(query).scalars())
+    return paginate(query, page, per_page)
 
 
 def pending_count() -> int:

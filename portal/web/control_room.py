@@ -15,12 +15,13 @@ from flask_login import current_user, login_required
 
 from portal.models import Company, Installation
 from portal.services import installations, lifecycle
-from portal.services.access import is_admin, visible_company
+from portal.services.access import visible_company
 from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
+from portal.services.health import health_badges
 from portal.services.installations import config_schema_of
 from portal.web import htmx
 from portal.web.config_form import Fields, fields_for, parse_form
-from portal.web.control_room_data import health_rows, history, upgrades_available
+from portal.web.control_room_data import history, upgrades_available
 from portal.web.forms import ActionForm
 from portal.web.installations import (
     _endpoint_errors,
@@ -30,9 +31,10 @@ from portal.web.installations import (
     _require_installer,
     bp,
 )
-from portal.web.main import page_args
+from portal.web.pager import page_in_range, page_number, page_size
 
 PER_PAGE = 50
+PREVIOUS_PER_PAGE = 20
 PREFIX = "config"
 DEFAULT_POLL_SECONDS = 10
 ROOT = "/company/<slug>/installations"
@@ -56,11 +58,8 @@ def index(slug: str):
 def health(slug: str):
     """The health badges, out of band, for the page's polling: one query (company admins)."""
     _require_installer()
-    if is_admin(current_user) or current_user.company.slug != slug:
-        company_id = visible_company(current_user, slug).id
-    else:
-        company_id = current_user.company_id
-    return htmx.render("installations/_health_oob.html", rows=health_rows(company_id))
+    rows = health_badges(slug, actor=current_user)
+    return htmx.render("installations/_health_oob.html", rows=rows)
 
 
 def poll_seconds() -> int:
@@ -70,20 +69,41 @@ def poll_seconds() -> int:
 
 
 def list_context(company: Company, *, focus_id: int | None = None, focus_count=False) -> dict:
-    """What the list block needs: installed modules (paged), upgrades, previous ones."""
-    page, per_page = page_args(request.args, PER_PAGE)
-    found = installations.list_installations(
-        actor=current_user, page=page, per_page=per_page, company=company.slug
+    """What the list block needs: installed modules and previous ones, each paged on its
+    own (`page`, `previous_page`: each pager keeps the other's page), and upgrades."""
+    per_page = page_size(request.args, PER_PAGE)
+    found = page_in_range(
+        lambda n: installations.list_installations(
+            actor=current_user, page=n, per_page=per_page, company=company.slug
+        ),
+        page_number(request.args),
     )
-    previous = installations.list_installations(
-        actor=current_user, page=1, per_page=PER_PAGE, company=company.slug, status="uninstalled"
+    previous = page_in_range(
+        lambda n: installations.list_installations(
+            actor=current_user,
+            page=n,
+            per_page=PREVIOUS_PER_PAGE,
+            company=company.slug,
+            status="uninstalled",
+        ),
+        page_number(request.args, "previous_page"),
     )
+
+    def url(installed: int, uninstalled: int) -> str:
+        kept = {
+            "page": installed if installed > 1 else None,
+            "previous_page": uninstalled if uninstalled > 1 else None,
+            "per_page": per_page if per_page != PER_PAGE else None,
+        }
+        return url_for("installations.index", slug=company.slug, **kept)
+
     return {
         "company": company,
         "installations": found,
         "previous": previous,
         "upgrades": upgrades_available(company, found.items),
-        "page_url": lambda n: url_for("installations.index", slug=company.slug, page=n),
+        "page_url": lambda n: url(n, previous.page),
+        "previous_page_url": lambda n: url(found.page, n),
         "poll_seconds": poll_seconds(),
         "focus_id": focus_id,
         "focus_count": focus_count,

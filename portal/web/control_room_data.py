@@ -1,8 +1,8 @@
 """What the control room shows beyond the services' answers, computed for presentation
 only (reads, never writes): which newer release each installed module could move to
 ("upgrade available"), the versions a module may be moved to, the configuration diff between
-consecutive revisions (a secret shows as "changed", never with a value), and the health
-badges the page polls."""
+consecutive revisions (a secret shows as "changed", never with a value). The health badges
+the page polls are services.health.health_badges."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-import sqlalchemy as sa
-
 from portal.config_schema import join_pointer, secret_fields
-from portal.extensions import db
 from portal.models import Company, Installation, InstallationRevision
 from portal.services.installations import config_schema_of
 from portal.services.lifecycle import masked_revision_config
@@ -228,21 +225,3 @@ def _at(config: Any, pointer: str) -> tuple[bool, Any]:
 def _text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return text if len(text) <= MAX_SHOWN else text[: MAX_SHOWN - 1] + "…"
-
-
-# --- Health badges -------------------------------------------------------------------------
-
-
-def health_rows(company_id: int) -> list:
-    """The health of the company's installed modules, for the badges the page polls: one
-    query, four columns."""
-    return db.session.execute(
-        sa.select(
-            Installation.id,
-            Installation.health_status,
-            Installation.health_message,
-            Installation.health_checked_at,
-        )
-        .where(Installation.company_id == company_id, Installation.status == "installed")
-        .order_by(Installation.id)
-    ).all()

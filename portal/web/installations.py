@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, flash, request, url_for
 from flask_login import current_user, login_required
 
-from portal.extensions import db
-from portal.models import Company, Installation, ModuleRelease
-from portal.services import catalog, installations
-from portal.services.access import acting_company, is_admin
+from portal.models import Company, ModuleRelease
+from portal.services import catalog, installations, reinstall
+from portal.services.access import acting_company, is_admin, list_companies
 from portal.services.errors import Conflict, DomainError, ValidationFailed
 from portal.services.installations import InstallRequest, config_schema_of
 from portal.services.lifecycle import keep_secrets
@@ -146,15 +144,10 @@ def _page(*, status: int = 200, **context):
         "installations/plan.html",
         status=status,
         form=ActionForm(),
-        companies=_company_choices() if is_admin(current_user) else [],
+        companies=list_companies(actor=current_user) if is_admin(current_user) else [],
         endpoint_url=request.form.get("endpoint_url", ""),
         **context,
     )
-
-
-def _company_choices() -> list[Company]:
-    # A read for the platform admin's company menu; belongs in services.access (see report).
-    return list(db.session.execute(sa.select(Company).order_by(Company.slug)).scalars())
 
 
 def _posted_plan(name: str) -> tuple[Company, Plan]:
@@ -184,18 +177,9 @@ def _section(step: PlanStep, result: Plan, config, errors, release=None, previou
 
 
 def _previous_configs(company: Company, result: Plan) -> dict[str, dict]:
-    """The last configuration of each module of the plan the company had installed before
-    (uninstalled records keep it): the form starts from it, as the service would reinstall
-    with it. A read for the page; belongs in services.installations (see report)."""
-    names = [s.module for s in _configurable(result)]
-    rows = db.session.execute(
-        sa.select(Installation.module_name, Installation.config).where(
-            Installation.company_id == company.id,
-            Installation.status == "uninstalled",
-            Installation.module_name.in_(names),
-        )
-    ).all()
-    return {name: config for name, config in rows if isinstance(config, dict)}
+    """The last configuration of each module of the plan the company had installed before:
+    the form starts from it, as the service would reinstall with it."""
+    return reinstall.previous_configs(company.id, [s.module for s in _configurable(result)])
 
 
 def _check_form(

@@ -16,10 +16,14 @@ from portal.models.base import utcnow
 from portal.services import queue_report, review
 from portal.services.access import is_admin
 from portal.services.errors import ValidationFailed
+from portal.services.paging import Page
 from portal.web import htmx
 from portal.web.forms import ActionForm, ServiceErrorsMixin
+from portal.web.pager import page_in_range, page_number
 
 bp = Blueprint("queue", __name__)
+
+PER_PAGE = 20
 
 
 class RejectForm(ServiceErrorsMixin, FlaskForm):
@@ -38,6 +42,41 @@ def _publisher() -> str | None:
     return (request.values.get("publisher") or "").strip() or None
 
 
+def _list_page() -> int:
+    """The page of the queue being worked: a query argument, or a hidden field."""
+    return page_number(request.values)
+
+
+def _queue(publisher: str | None, page: int) -> Page:
+    """That page of the queue, or its last page when `page` is past the end."""
+    return page_in_range(
+        lambda n: review.pending_releases(
+            actor=current_user, publisher=publisher, page=n, per_page=PER_PAGE
+        ),
+        page,
+    )
+
+
+def _kept_page(page: int) -> int | None:
+    """The page for links and hidden fields: none for the first."""
+    return page if page > 1 else None
+
+
+def _queue_url(publisher: str | None, page: int) -> str:
+    return url_for("queue.index", publisher=publisher, page=_kept_page(page))
+
+
+def _list_context(publisher: str | None, releases: Page) -> dict:
+    """What the list (and what links back to it) needs: the page, the filter and the
+    pager's links, which keep the filter."""
+    return {
+        "releases": releases,
+        "publisher": publisher,
+        "page": _kept_page(releases.page),
+        "page_url": lambda n: _queue_url(publisher, n),
+    }
+
+
 @bp.get("/admin/queue")
 @login_required
 def index():
@@ -46,9 +85,8 @@ def index():
     return htmx.render(
         "queue/index.html",
         block="queue",
-        releases=review.pending_releases(actor=current_user, publisher=publisher),
         publishers=queue_report.queue_publishers(actor=current_user, selected=publisher),
-        publisher=publisher,
+        **_list_context(publisher, _queue(publisher, _list_page())),
     )
 
 
@@ -91,6 +129,7 @@ def reject(module_id: int):
             form=form,
             release_id=module_id,
             publisher=_publisher(),
+            page=_kept_page(_list_page()),
         )
         return htmx.retarget(resp, f"#reject-form-{module_id}", "outerHTML")
     return _detail(module_id, form, status=422)
@@ -107,24 +146,29 @@ def _detail(module_id: int, form: RejectForm, status: int = 200):
         action_form=ActionForm(),
         form=form,
         publisher=_publisher(),
+        page=_kept_page(_list_page()),
     )
 
 
 def _decided(release: ModuleRelease):
     """htmx: the release's item goes away (an empty main swap), the queue's count, the
-    navigation badge and the focus (the next release's Review link) follow out of band.
-    Without JavaScript: back to the queue (303), the flash shown there."""
-    publisher = _publisher()
+    navigation badge, the pager and the focus (the next release's Review link) follow out
+    of band, and the release that moves up into the page is appended to it. Without
+    JavaScript, or when the page is left empty: back to the queue (303, or HX-Redirect),
+    the flash shown there."""
+    publisher, page = _publisher(), _list_page()
     if not htmx.is_partial():
-        return htmx.redirect(url_for("queue.index", publisher=publisher))
-    remaining = review.pending_releases(actor=current_user, publisher=publisher)
+        return htmx.redirect(_queue_url(publisher, page))
+    remaining = _queue(publisher, page)
+    if remaining.page != page:  # the decision emptied the last page: the one before it
+        return htmx.redirect(_queue_url(publisher, remaining.page))
     return htmx.render(
         "queue/_decided.html",
         block="decided",
-        releases=remaining,
-        next_release=_next_after(release, remaining),
+        next_release=_next_after(release, remaining.items),
+        moved_up=_moved_up(remaining),
         count=review.pending_count(),
-        publisher=publisher,
+        **_list_context(publisher, remaining),
     )
 
 
@@ -135,6 +179,14 @@ def _next_after(release: ModuleRelease, remaining: list[ModuleRelease]):
     if later:
         return later[0]
     return remaining[-1] if remaining else None
+
+
+def _moved_up(remaining: Page) -> ModuleRelease | None:
+    """The release the next page gave up to fill this one: the page's last, when it is
+    full (before the decision it was the next page's first)."""
+    if remaining.items and len(remaining.items) == remaining.per_page:
+        return remaining.items[-1]
+    return None
 
 
 @bp.app_template_filter("time_ago")

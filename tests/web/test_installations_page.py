@@ -13,12 +13,13 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Installation, InstallationRevision
+from portal.models import Company, Installation, InstallationRevision, ModuleRelease
+from portal.models.base import utcnow
 from portal.services import accounts, lifecycle
 from portal.services.health import record_health
 from portal.services.installations import InstallRequest, install_module
 from portal.services.uow import unit_of_work
-from tests.helpers import approved_release, installation_state, login
+from tests.helpers import approved_release, bulk_modules, installation_state, login
 
 SECRET = "s3cr3t-Value-9931"
 NEW_SECRET = "n3w-s3cr3t-4412"
@@ -603,6 +604,91 @@ def test_an_uninstalled_module_has_no_configure_or_uninstall_panel(app, acme_cli
         assert acme_client.get(f"{ROOT}/{room['billing']}/{action}").status_code == 409
     html = _html(acme_client.get(f"{ROOT}/{room['billing']}/history"))
     assert "is uninstalled" in html and "Roll back to this revision" not in html
+
+
+# --- Paging ----------------------------------------------------------------------------------
+
+
+def _uninstalled_before(app, n: int) -> None:
+    """n modules bulk-00000, bulk-00001, ... that acme installed once and uninstalled
+    (releases and records inserted in bulk)."""
+    bulk_modules(app, 0, n)
+    with app.app_context():
+        acme = db.session.execute(sa.select(Company.id).where(Company.slug == "acme")).scalar()
+        releases = db.session.execute(
+            sa.select(ModuleRelease.id, ModuleRelease.name).where(ModuleRelease.name.like("bulk-%"))
+        ).all()
+        rows = [
+            {
+                "company_id": acme,
+                "module_name": name,
+                "module_id": module_id,
+                "status": "uninstalled",
+                "config": {},
+                "uninstalled_at": utcnow(),
+            }
+            for module_id, name in releases
+        ]
+        db.session.execute(sa.insert(Installation), rows)
+        db.session.commit()
+        db.session.remove()
+
+
+def _previous_names(html: str) -> list[str]:
+    return re.findall(r'<tr id="previous-\d+" data-module="([^"]+)"', html)
+
+
+def _pager_links(html: str, label: str = "Pages of previously installed modules") -> dict:
+    """rel → href of one pager's links (each also its hx-get, swapping the list)."""
+    match = re.search(rf'<nav class="pager" aria-label="{label}">.*?</nav>', html, re.S)
+    if match is None:
+        return {}
+    links = {}
+    for href, hx_get, target, rel in re.findall(
+        r'<a href="([^"]*)" hx-get="([^"]*)" hx-target="([^"]*)"[^>]*rel="(\w+)"', match.group(0)
+    ):
+        assert hx_get == href and target == "#installations"
+        links[rel] = href.replace("&amp;", "&")
+    return links
+
+
+def test_previously_installed_modules_are_paged_twenty_at_a_time(app, acme_client, acme_htmx):
+    _uninstalled_before(app, 23)
+
+    first = _html(acme_client.get(ROOT))
+    resp = acme_htmx.get(_pager_links(first)["next"])
+
+    second = _html(resp)
+    assert _previous_names(first) == [f"bulk-{i:05d}" for i in range(20)]
+    assert _pager_links(first) == {"next": f"{ROOT}?previous_page=2"}
+    assert resp.status_code == 200 and "<html" not in second
+    assert _previous_names(second) == ["bulk-00020", "bulk-00021", "bulk-00022"]
+    assert _pager_links(second) == {"prev": ROOT}
+    # The installed modules stay as they were, on their own pager.
+    assert 'data-module="ledger"' in second and 'data-module="billing"' in second
+
+
+def test_each_pager_of_the_control_room_keeps_the_others_page(app, acme_client):
+    _uninstalled_before(app, 21)
+
+    html = _html(acme_client.get(f"{ROOT}?per_page=1&previous_page=2"))
+
+    assert _previous_names(html) == ["bulk-00020"]
+    assert _pager_links(html) == {"prev": f"{ROOT}?per_page=1"}
+    installed = _pager_links(html, "Pages")
+    assert installed == {"next": f"{ROOT}?page=2&previous_page=2&per_page=1"}
+
+
+@pytest.mark.parametrize("name", ["page", "previous_page", "per_page"])
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5", "²", "9" * 40, "9" * 5000])
+def test_bad_paging_values_on_the_control_room_never_fail(app, acme_client, acme_htmx, name, value):
+    _uninstalled_before(app, 21)
+    for client in (acme_client, acme_htmx):
+        resp = client.get(ROOT, query_string={name: value})
+        html = _html(resp)
+        assert resp.status_code == 200
+        # A page past the end is the last page, never an empty one.
+        assert 'data-module="ledger"' in html and _previous_names(html)
 
 
 # --- Reinstalling ----------------------------------------------------------------------------

@@ -499,6 +499,170 @@ def test_without_js_rejecting_redirects_and_a_blank_reason_rerenders_the_page(ap
         db.session.remove()
 
 
+# --- Paging -----------------------------------------------------------------------------------
+
+
+def _long_queue(app, n: int, *, by=DEVELOPER, prefix="queued") -> list[int]:
+    """n pending releases prefix-00, prefix-01, ... submitted in that order (ids)."""
+    with app.app_context():
+        ids = [publish_manifest(manifest(f"{prefix}-{i:02d}"), actor_email=by).id for i in range(n)]
+        db.session.remove()
+    return ids
+
+
+def _names(html: str) -> list[str]:
+    return [name for name, _version in _queue_order(html)]
+
+
+def _pager_link(html: str, rel: str) -> str | None:
+    """The href of the pager's prev or next link (checked to be its hx-get too)."""
+    match = re.search(
+        rf'<a href="([^"]*)" hx-get="([^"]*)" hx-target="([^"]*)"[^>]*rel="{rel}"', html
+    )
+    if match is None:
+        return None
+    href, hx_get, target = match.groups()
+    assert hx_get == href and target == "#queue-list"
+    return href.replace("&amp;", "&")
+
+
+def _appended(html: str) -> str:
+    """What a decision's answer appends to the list out of band."""
+    return html.split('<ol hx-swap-oob="beforeend:#queue-items">', 1)[1].split("</ol>")[0]
+
+
+def _oob_pager(html: str) -> str:
+    return html.split('<div id="queue-pager" hx-swap-oob="true">', 1)[1].split("</div>")[0]
+
+
+def test_a_long_queue_is_paged_twenty_at_a_time_oldest_first(app, admin_client):
+    _long_queue(app, 26)
+
+    first = admin_client.get("/admin/queue").get_data(as_text=True)
+    second = admin_client.get(_pager_link(first, "next")).get_data(as_text=True)
+
+    assert _names(first) == [f"queued-{i:02d}" for i in range(20)]
+    assert _names(second) == [f"queued-{i:02d}" for i in range(20, 26)]
+    assert "26 releases waiting for review" in first and "26 releases waiting" in second
+    assert "Page 1 of 2" in first and "Page 2 of 2" in second
+    assert _pager_link(first, "prev") is None and _pager_link(second, "next") is None
+    assert _pager_link(first, "next") == "/admin/queue?page=2"
+    assert _pager_link(second, "prev") == "/admin/queue"
+
+
+def test_the_pager_keeps_the_publisher_filter_and_answers_htmx_with_the_list(
+    app, admin_client, admin_htmx
+):
+    _long_queue(app, 3, by=GLOBEX_DEV, prefix="globex")
+    _long_queue(app, 22)
+
+    first = admin_client.get("/admin/queue?publisher=acme").get_data(as_text=True)
+    assert _pager_link(first, "next") == "/admin/queue?publisher=acme&page=2"
+    resp = admin_htmx.get(_pager_link(first, "next"))
+
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "<html" not in html and 'id="queue-filter"' not in html
+    assert _names(html) == ["queued-20", "queued-21"]
+    assert "22 releases waiting for review from <strong>acme</strong>" in html
+    assert _pager_link(html, "prev") == "/admin/queue?publisher=acme"
+    # What opens from page 2 comes back to it: the Review links and the report's forms.
+    [second_id] = re.findall(r'id="queue-item-(\d+)" data-name="queued-21"', html)
+    assert f'href="/admin/queue/{second_id}?publisher=acme&amp;page=2"' in html
+    report = admin_htmx.get(f"/admin/queue/{second_id}?publisher=acme&page=2")
+    kept = report.get_data(as_text=True)
+    assert kept.count('<input type="hidden" name="page" value="2">') == 2  # approve, reject
+    assert kept.count('<input type="hidden" name="publisher" value="acme">') == 2
+    assert 'href="/admin/queue?publisher=acme&amp;page=2"' in kept  # Close
+
+
+@pytest.mark.parametrize(
+    ("page", "shown"),
+    [
+        ("", "queued-00"),
+        ("0", "queued-00"),
+        ("-2", "queued-00"),
+        ("1.5", "queued-00"),
+        ("two", "queued-00"),
+        ("²", "queued-00"),
+        ("3", "queued-20"),  # past the end: the last page
+        ("9" * 40, "queued-20"),
+        ("9" * 5000, "queued-20"),
+    ],
+)
+def test_bad_page_values_show_a_page_never_an_error(app, admin_client, admin_htmx, page, shown):
+    _long_queue(app, 21)
+
+    for client in (admin_client, admin_htmx):
+        resp = client.get("/admin/queue", query_string={"page": page})
+        assert resp.status_code == 200
+        assert _names(resp.get_data(as_text=True))[0] == shown
+
+
+def test_a_decision_on_a_full_page_brings_up_the_next_release_out_of_band(app, admin_htmx):
+    ids = _long_queue(app, 23)
+
+    resp = admin_htmx.post(f"/admin/queue/{ids[3]}/approve")
+
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200
+    assert all("hx-swap-oob" in attrs for attrs in _top_level_elements(html))
+    assert OOB_COUNT.search(html).group(1) == "22"
+    assert re.search(r'id="queue-status"[^>]*hx-swap-oob="true"[^>]*>\s*22 releases', html)
+    # queued-20, the next page's first, joins the end of this one...
+    assert _names(_appended(html)) == ["queued-20"]
+    # ... and the pager, still two pages, follows; the focus goes to queued-04.
+    assert "Page 1 of 2" in _oob_pager(html)
+    assert f'id="queue-summary-{ids[4]}" hx-swap-oob="true"' in html
+
+
+def test_a_decision_on_the_last_page_keeps_it_and_brings_nothing_up(app, admin_htmx):
+    ids = _long_queue(app, 23)
+
+    resp = admin_htmx.post(f"/admin/queue/{ids[21]}/approve", data={"page": "2"})
+
+    html = resp.get_data(as_text=True)
+    assert resp.status_code == 200 and "HX-Redirect" not in resp.headers
+    assert "beforeend:#queue-items" not in html
+    assert f'id="queue-summary-{ids[22]}" hx-swap-oob="true"' in html
+    assert re.search(r'id="queue-status"[^>]*>\s*22 releases', html)
+
+
+def test_a_decision_on_a_page_of_twenty_leaves_a_single_page_without_a_pager(app, admin_htmx):
+    ids = _long_queue(app, 21)
+
+    html = admin_htmx.post(f"/admin/queue/{ids[0]}/approve").get_data(as_text=True)
+
+    assert _names(_appended(html)) == ["queued-20"]
+    assert "pager" not in _oob_pager(html)  # one page left: no links
+
+
+def test_emptying_the_last_page_goes_back_to_the_page_before(app, admin_htmx):
+    ids = _long_queue(app, 21)
+
+    resp = admin_htmx.post(
+        f"/admin/queue/{ids[20]}/reject", data={"reason": "No README", "page": "2"}
+    )
+
+    assert resp.status_code == 200 and resp.headers["HX-Redirect"] == "/admin/queue"
+    # htmx loads it as a page (no HX-Request), the flash shown there.
+    page = admin_htmx.get("/admin/queue", headers={"HX-Request": "false"}).get_data(as_text=True)
+    assert "Rejected queued-20 1.0.0: No README" in page and len(_names(page)) == 20
+    assert _status(app, ids[20]) == ("rejected", "No README")
+
+
+def test_without_js_a_decision_from_page_two_comes_back_to_page_two(app, admin_client):
+    ids = _long_queue(app, 22)
+
+    resp = admin_client.post(
+        f"/admin/queue/{ids[20]}/approve", data={"page": "2", "publisher": "acme"}
+    )
+
+    assert resp.status_code == 303
+    assert resp.headers["Location"] == "/admin/queue?publisher=acme&page=2"
+    page = admin_client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "Approved queued-20 1.0.0." in page and _names(page) == ["queued-21"]
+
+
 # --- Queries ----------------------------------------------------------------------------------
 
 

@@ -338,3 +338,97 @@ def captured_statements(app):
         yield statements
     finally:
         sa.event.remove(engine, "before_cursor_execute", before)
+
+
+# --- Installing through the API: tests/api/test_installations.py and test_installation_lifecycle.py
+
+
+def role_headers(app, people) -> dict[str, dict]:
+    """A bearer header (a fresh JWT) per role: "acme" and "globex" (their company admins),
+    "admin", "developer" (acme's) and "globex_dev"."""
+    emails = {
+        "acme": people.acme_admin.email,
+        "globex": people.globex_admin.email,
+        "admin": people.admin.email,
+        "developer": people.developer.email,
+        "globex_dev": people.globex_dev.email,
+    }
+    return {role: bearer(app, email) for role, email in emails.items()}
+
+
+def approved_shelf(inventory: dict[str, dict | None], purchasing_schema: dict) -> dict[str, int]:
+    """Approved releases: inventory at each version of `inventory` (with that config
+    schema), purchasing 1.2.0 (needs inventory ^1.0.0) and notes 1.0.0 (no dependencies,
+    no schema). Release ids by "inventory-<version>", "purchasing", "notes". Needs an app
+    context and people."""
+    ids = {
+        f"inventory-{version}": approved_release("inventory", version, config_schema=schema).id
+        for version, schema in inventory.items()
+    }
+    ids["purchasing"] = approved_release(
+        "purchasing", "1.2.0", deps={"inventory": "^1.0.0"}, config_schema=purchasing_schema
+    ).id
+    ids["notes"] = approved_release("notes", "1.0.0").id
+    return ids
+
+
+@contextmanager
+def embedded_sqlite_app(tmp_path, seed):
+    """An embedded SQLite app in `tmp_path`, whatever backend the rest of the run uses:
+    migrated, with people, and `seed(people)` run in an app context. Yields (app, people)."""
+    from portal import create_app
+    from portal.config import TestConfig
+
+    app = create_app(
+        TestConfig(
+            f"sqlite:///{tmp_path}/embedded.db",
+            INSTANCE_PATH=str(tmp_path),
+            MODULE_STORAGE_PATH=str(tmp_path / "packages"),
+        )
+    )
+    with app.app_context():
+        flask_migrate.upgrade()
+        people = make_people()
+        seed(people)
+        db.session.remove()
+    try:
+        yield app, people
+    finally:
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def race_requests(app, calls: list) -> list[tuple[int, dict]]:
+    """Run each call(client) in its own thread with its own test client, released together
+    by a barrier. Returns (status, JSON body) per call; an unexpected error (they propagate
+    in TESTING) is recorded as (500, {"error": ...})."""
+    import threading
+
+    start = threading.Barrier(len(calls))
+    results: list = [None] * len(calls)
+
+    def racer(i: int) -> None:
+        client = app.test_client()
+        try:
+            start.wait(timeout=30)
+            resp = calls[i](client)
+            results[i] = (resp.status_code, resp.get_json())
+        except Exception as exc:
+            results[i] = (500, {"error": repr(exc)})
+
+    threads = [threading.Thread(target=racer, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    return results
+
+
+def detached_rows(app, query: sa.Select) -> list:
+    """The ORM rows `query` selects, detached, to read after the app context is gone."""
+    with app.app_context():
+        rows = list(db.session.execute(query).scalars())
+        db.session.expunge_all()
+        db.session.remove()
+    return rows

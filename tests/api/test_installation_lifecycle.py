@@ -11,25 +11,25 @@ revisions, the outbox events and the health history stay exactly as they were
 from __future__ import annotations
 
 import json
-import threading
 
-import flask_migrate
 import pytest
 import sqlalchemy as sa
 
-from portal import create_app
 from portal.api.openapi import build_openapi
-from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import Event, HealthChange, Installation, InstallationRevision
 from tests.helpers import (
     approved_release,
+    approved_shelf,
     bearer,
+    detached_rows,
+    embedded_sqlite_app,
     error_pointers,
     lifecycle_state,
     login,
-    make_people,
     problem_of,
+    race_requests,
+    role_headers,
 )
 
 URL = "/api/v1/installations/"
@@ -87,21 +87,10 @@ def _publish_shelf(people) -> dict[str, int]:
     """inventory 1.0.0, 1.4.0, 2.0.0 (schemas above); purchasing 1.2.0 (needs inventory
     ^1.0.0, has secrets); invoicing 1.0.0 (needs purchasing ^1.0.0); reporting 1.0.0 (needs
     inventory >=1.4.0); notes 1.0.0 (nothing). Needs an app context."""
-    ids = {}
-    for version, schema in (
-        ("1.0.0", INVENTORY_1_0),
-        ("1.4.0", INVENTORY_1_4),
-        ("2.0.0", INVENTORY_2_0),
-    ):
-        ids[f"inventory-{version}"] = approved_release(
-            "inventory", version, config_schema=schema
-        ).id
-    ids["purchasing"] = approved_release(
-        "purchasing", "1.2.0", deps={"inventory": "^1.0.0"}, config_schema=PURCHASING_SCHEMA
-    ).id
+    inventory = {"1.0.0": INVENTORY_1_0, "1.4.0": INVENTORY_1_4, "2.0.0": INVENTORY_2_0}
+    ids = approved_shelf(inventory, PURCHASING_SCHEMA)
     ids["invoicing"] = approved_release("invoicing", "1.0.0", deps={"purchasing": "^1.0.0"}).id
     ids["reporting"] = approved_release("reporting", "1.0.0", deps={"inventory": ">=1.4.0"}).id
-    ids["notes"] = approved_release("notes", "1.0.0").id
     return ids
 
 
@@ -115,13 +104,7 @@ def shelf(app, people):
 
 @pytest.fixture
 def auth(app, people):
-    return {
-        "acme": bearer(app, people.acme_admin.email),
-        "globex": bearer(app, people.globex_admin.email),
-        "admin": bearer(app, people.admin.email),
-        "developer": bearer(app, people.developer.email),
-        "globex_dev": bearer(app, people.globex_dev.email),
-    }
+    return role_headers(app, people)
 
 
 def _install(client, headers, **body) -> dict:
@@ -151,36 +134,24 @@ def _put(client, headers, inst_id, body, **kw):
 
 
 def _row(app, inst_id) -> Installation:
-    with app.app_context():
-        inst = db.session.get(Installation, inst_id)
-        db.session.expunge(inst)
-        db.session.remove()
+    (inst,) = detached_rows(app, sa.select(Installation).where(Installation.id == inst_id))
     return inst
 
 
 def _revisions(app, inst_id) -> list[InstallationRevision]:
-    with app.app_context():
-        rows = list(
-            db.session.execute(
-                sa.select(InstallationRevision)
-                .where(InstallationRevision.installation_id == inst_id)
-                .order_by(InstallationRevision.revision)
-            ).scalars()
-        )
-        db.session.expunge_all()
-        db.session.remove()
-    return rows
+    return detached_rows(
+        app,
+        sa.select(InstallationRevision)
+        .where(InstallationRevision.installation_id == inst_id)
+        .order_by(InstallationRevision.revision),
+    )
 
 
 def _events(app, type_=None) -> list[Event]:
-    with app.app_context():
-        query = sa.select(Event).order_by(Event.id)
-        if type_:
-            query = query.where(Event.type == type_)
-        rows = list(db.session.execute(query).scalars())
-        db.session.expunge_all()
-        db.session.remove()
-    return rows
+    query = sa.select(Event).order_by(Event.id)
+    if type_:
+        query = query.where(Event.type == type_)
+    return detached_rows(app, query)
 
 
 # --- Changes: configuration and endpoint ----------------------------------------------------
@@ -469,30 +440,17 @@ RACERS = 2
 
 
 def race_puts(app, headers: list[dict], inst_id: int, bodies: list[dict], revision: int):
-    """PUT one body per thread, all based on `revision` (If-Match), released together by a
-    barrier; each thread has its own test client. Returns (status, body) per thread."""
-    start = threading.Barrier(len(bodies))
-    results: list = [None] * len(bodies)
-
-    def racer(i: int) -> None:
-        client = app.test_client()
-        try:
-            start.wait(timeout=30)
-            resp = client.put(
-                f"{URL}{inst_id}",
-                json=bodies[i],
-                headers={**headers[i], "If-Match": f'"{revision}"'},
+    """PUT one body per header set, all based on `revision` (If-Match) and all at once
+    (tests.helpers.race_requests). Returns (status, body) per request."""
+    return race_requests(
+        app,
+        [
+            lambda client, b=b, h=h: client.put(
+                f"{URL}{inst_id}", json=b, headers={**h, "If-Match": f'"{revision}"'}
             )
-            results[i] = (resp.status_code, resp.get_json())
-        except Exception as exc:  # an unexpected error propagates in TESTING: record it
-            results[i] = (500, {"error": repr(exc)})
-
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(len(bodies))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
+            for b, h in zip(bodies, headers, strict=True)
+        ],
+    )
 
 
 def assert_racing_edits_one_wins(app, people, inst_id: int, rounds: int = 3) -> None:
@@ -537,23 +495,9 @@ def test_racing_edits_on_the_runs_backend(app, client, shelf, auth, people):
 
 @pytest.fixture
 def sqlite_app(tmp_path):
-    """An embedded SQLite app, whatever backend the rest of the run uses."""
-    app = create_app(
-        TestConfig(
-            f"sqlite:///{tmp_path}/embedded.db",
-            INSTANCE_PATH=str(tmp_path),
-            MODULE_STORAGE_PATH=str(tmp_path / "packages"),
-        )
-    )
-    with app.app_context():
-        flask_migrate.upgrade()
-        people = make_people()
-        _publish_shelf(people)
-        db.session.remove()
-    yield app, people
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    """An embedded SQLite app with the shelf, whatever backend the rest of the run uses."""
+    with embedded_sqlite_app(tmp_path, _publish_shelf) as app_and_people:
+        yield app_and_people
 
 
 def test_racing_edits_on_embedded_sqlite(sqlite_app):

@@ -8,25 +8,25 @@ row is added (tests.helpers.installation_state)."""
 from __future__ import annotations
 
 import json
-import threading
 
-import flask_migrate
 import pytest
 import sqlalchemy as sa
 
-from portal import create_app
-from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import Event, Installation, InstallationRevision
 from portal.services import accounts
 from portal.services.review import change_status
 from tests.helpers import (
     approved_release,
+    approved_shelf,
     bearer,
+    detached_rows,
+    embedded_sqlite_app,
     error_pointers,
     installation_state,
-    make_people,
     problem_of,
+    race_requests,
+    role_headers,
 )
 
 URL = "/api/v1/installations/"
@@ -94,17 +94,8 @@ def shelf(app, people):
     ^1.0.0, has secrets, formats and defaults); notes 1.0.0 (no dependencies, no schema);
     secret-tool 1.0.0 (private). globex publishes globex-vault 1.0.0 (private)."""
     with app.app_context():
-        ids = {}
-        for version in ("1.0.0", "1.2.5", "1.4.0", "2.0.0"):
-            release = approved_release("inventory", version, config_schema=INVENTORY_SCHEMA)
-            ids[f"inventory-{version}"] = release.id
-        ids["purchasing"] = approved_release(
-            "purchasing",
-            "1.2.0",
-            deps={"inventory": "^1.0.0"},
-            config_schema=PURCHASING_SCHEMA,
-        ).id
-        ids["notes"] = approved_release("notes", "1.0.0").id
+        versions = ("1.0.0", "1.2.5", "1.4.0", "2.0.0")
+        ids = approved_shelf(dict.fromkeys(versions, INVENTORY_SCHEMA), PURCHASING_SCHEMA)
         ids["secret-tool"] = approved_release("secret-tool", "1.0.0", visibility="private").id
         ids["globex-vault"] = approved_release(
             "globex-vault", "1.0.0", actor_email=people.globex_dev.email, visibility="private"
@@ -115,12 +106,7 @@ def shelf(app, people):
 
 @pytest.fixture
 def auth(app, people):
-    return {
-        "acme": bearer(app, people.acme_admin.email),
-        "globex": bearer(app, people.globex_admin.email),
-        "admin": bearer(app, people.admin.email),
-        "developer": bearer(app, people.developer.email),
-    }
+    return role_headers(app, people)
 
 
 def _install(client, headers, **body):
@@ -132,12 +118,7 @@ def _purchasing(**extra):
 
 
 def _rows(app, model, **where):
-    with app.app_context():
-        query = sa.select(model).filter_by(**where).order_by(model.id)
-        rows = list(db.session.execute(query).scalars())
-        db.session.expunge_all()
-        db.session.remove()
-    return rows
+    return detached_rows(app, sa.select(model).filter_by(**where).order_by(model.id))
 
 
 def _events(app, type_="installation.created"):
@@ -732,26 +713,11 @@ RACERS = 6
 
 
 def race_installs(app, headers: list[dict], body: dict) -> list[tuple[int, dict]]:
-    """POST the same install from one thread per header set, released together by a barrier;
-    each thread has its own test client. Returns (status, body) per thread."""
-    start = threading.Barrier(len(headers))
-    results: list = [None] * len(headers)
-
-    def racer(i: int) -> None:
-        client = app.test_client()
-        try:
-            start.wait(timeout=30)
-            resp = client.post(URL, json=body, headers=headers[i])
-            results[i] = (resp.status_code, resp.get_json())
-        except Exception as exc:  # an unexpected error propagates in TESTING: record it
-            results[i] = (500, {"error": repr(exc)})
-
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(len(headers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-    return results
+    """POST the same install once per header set, all at once (tests.helpers.race_requests).
+    Returns (status, body) per request."""
+    return race_requests(
+        app, [lambda client, h=h: client.post(URL, json=body, headers=h) for h in headers]
+    )
 
 
 def assert_one_winner(app, results, modules: list[str]) -> None:
@@ -792,28 +758,13 @@ def test_racing_installs_on_the_runs_backend(app, shelf, people, module, modules
 
 @pytest.fixture
 def sqlite_app(tmp_path):
-    """An embedded SQLite app, whatever backend the rest of the run uses."""
-    app = create_app(
-        TestConfig(
-            f"sqlite:///{tmp_path}/embedded.db",
-            INSTANCE_PATH=str(tmp_path),
-            MODULE_STORAGE_PATH=str(tmp_path / "packages"),
-        )
-    )
-    with app.app_context():
-        flask_migrate.upgrade()
-        people = make_people()
-        for version in ("1.4.0", "2.0.0"):
-            approved_release("inventory", version, config_schema=INVENTORY_SCHEMA)
-        approved_release("notes", "1.0.0")
-        approved_release(
-            "purchasing", "1.2.0", deps={"inventory": "^1.0.0"}, config_schema=PURCHASING_SCHEMA
-        )
-        db.session.remove()
-    yield app, people
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    """An embedded SQLite app with inventory 1.4.0 and 2.0.0, purchasing and notes."""
+
+    def seed(_people):
+        approved_shelf(dict.fromkeys(("1.4.0", "2.0.0"), INVENTORY_SCHEMA), PURCHASING_SCHEMA)
+
+    with embedded_sqlite_app(tmp_path, seed) as app_and_people:
+        yield app_and_people
 
 
 @pytest.mark.parametrize("module, modules", [("notes", ["notes"]), ("purchasing", None)])
@@ -831,28 +782,19 @@ def test_racing_a_dependency_against_the_module_that_needs_it(app, shelf, people
     """One thread installs inventory alone while others install purchasing (which brings
     inventory): whatever wins, every answer is 201 or 409 and inventory is installed once."""
     headers = _racer_headers(app, people)
-    start = threading.Barrier(len(headers))
-    results: list = [None] * len(headers)
-
-    def racer(i: int) -> None:
-        client = app.test_client()
-        body = (
-            {"module": "inventory", "version": "^1.0", "company": "acme"}
-            if i % 2
-            else {**_purchasing(), "company": "acme"}
-        )
-        try:
-            start.wait(timeout=30)
-            resp = client.post(URL, json=body, headers=headers[i])
-            results[i] = (resp.status_code, resp.get_json())
-        except Exception as exc:
-            results[i] = (500, {"error": repr(exc)})
-
-    threads = [threading.Thread(target=racer, args=(i,)) for i in range(len(headers))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    bodies = [
+        {"module": "inventory", "version": "^1.0", "company": "acme"}
+        if i % 2
+        else {**_purchasing(), "company": "acme"}
+        for i in range(len(headers))
+    ]
+    results = race_requests(
+        app,
+        [
+            lambda client, b=b, h=h: client.post(URL, json=b, headers=h)
+            for b, h in zip(bodies, headers, strict=True)
+        ],
+    )
     assert all(status in (201, 409) for status, _ in results), results
     with app.app_context():
         names = sorted(i.module_name for i in db.session.execute(sa.select(Installation)).scalars())

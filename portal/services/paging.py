@@ -11,6 +11,9 @@ from portal.extensions import db
 from portal.services.errors import ValidationFailed
 
 MAX_PER_PAGE = 100
+# Far beyond any list here, and small enough that (page - 1) * per_page stays a 64-bit
+# OFFSET on both databases.
+MAX_PAGE = 1_000_000
 
 
 @dataclass
@@ -33,8 +36,18 @@ class Page:
         return self.page > 1
 
 
+def whole_number(raw: object) -> int | None:
+    """A positive whole number written in ASCII digits, else None. ("²".isdigit() is true
+    and int("²") raises; so does int() of thousands of digits.)"""
+    text = str(raw).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return None
+    return int(text) or None
+
+
 def parse_paging(args: Mapping[str, str], default_per_page: int = 20) -> tuple[int, int]:
-    """(page, per_page) from the query; per_page is clamped to 100. Raises ValidationFailed."""
+    """(page, per_page) from the query; per_page is clamped to 100, page may be at most
+    MAX_PAGE. Raises ValidationFailed."""
     errors = []
     values = {}
     for key, default in (("page", 1), ("per_page", default_per_page)):
@@ -42,11 +55,13 @@ def parse_paging(args: Mapping[str, str], default_per_page: int = 20) -> tuple[i
         if raw is None or raw == "":
             values[key] = default
             continue
-        raw = str(raw).strip()
-        if not raw.isdigit() or int(raw) < 1:
+        number = whole_number(raw)
+        if number is None:
             errors.append({"pointer": f"/{key}", "message": "must be a positive integer"})
+        elif key == "page" and number > MAX_PAGE:
+            errors.append({"pointer": "/page", "message": f"must be at most {MAX_PAGE}"})
         else:
-            values[key] = int(raw)
+            values[key] = number
     if errors:
         raise ValidationFailed("Invalid paging.", errors=errors)
     return values["page"], min(values["per_page"], MAX_PER_PAGE)

@@ -10,7 +10,7 @@ from portal.events import EVENT_TYPES
 from portal.services import activity, marketplace
 from portal.services.access import is_admin
 from portal.web import htmx
-from portal.web.main import page_args
+from portal.web.pager import page_args
 
 bp = Blueprint("activity", __name__)
 

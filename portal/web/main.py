@@ -6,19 +6,10 @@ from flask import Blueprint, request, url_for
 from flask_login import current_user, login_required
 
 from portal.services import marketplace
-from portal.services.errors import ValidationFailed
-from portal.services.paging import parse_paging
 from portal.web import htmx
+from portal.web.pager import page_args
 
 bp = Blueprint("main", __name__)
-
-
-def page_args(args, default_per_page: int = 20) -> tuple[int, int]:
-    """(page, per_page) from the URL; a page is forgiving where the API is strict (422)."""
-    try:
-        return parse_paging(args, default_per_page)
-    except ValidationFailed:
-        return 1, default_per_page
 
 
 @bp.get("/")

@@ -5,22 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from portal.services.paging import MAX_PER_PAGE, Page
-
-# Far beyond any list here, and small enough that (page - 1) * per_page stays a 64-bit
-# OFFSET on both databases.
-MAX_PAGE = 1_000_000
+from portal.services.paging import MAX_PAGE, MAX_PER_PAGE, Page, whole_number
 
 
 def _whole_number(args: Mapping[str, str], name: str) -> int | None:
-    """A positive whole number under `name`, capped at MAX_PAGE; None for anything else.
-    ASCII digits only: "²".isdigit() is true, and int("²") raises (so does int() of
-    thousands of digits)."""
+    """A positive whole number under `name`, capped at MAX_PAGE; None for anything else."""
     raw = (args.get(name) or "").strip()
-    if not (raw.isascii() and raw.isdigit()):
-        return None
-    number = min(int(raw), MAX_PAGE) if len(raw) <= 12 else MAX_PAGE
-    return number or None
+    if len(raw) > 18 and raw.isascii() and raw.isdigit():
+        return MAX_PAGE
+    number = whole_number(raw)
+    return min(number, MAX_PAGE) if number else None
 
 
 def page_number(args: Mapping[str, str], name: str = "page") -> int:
@@ -33,6 +27,11 @@ def page_number(args: Mapping[str, str], name: str = "page") -> int:
 def page_size(args: Mapping[str, str], default: int) -> int:
     """`per_page` from the URL, at most MAX_PER_PAGE as in the API; anything else, `default`."""
     return min(_whole_number(args, "per_page") or default, MAX_PER_PAGE)
+
+
+def page_args(args: Mapping[str, str], default_per_page: int = 20) -> tuple[int, int]:
+    """(page, per_page) from the URL, forgivingly (see page_number and page_size)."""
+    return page_number(args), page_size(args, default_per_page)
 
 
 def page_in_range(fetch: Callable[[int], Page], page: int) -> Page:

@@ -76,7 +76,19 @@ def test_events_api_lists_newest_first_with_stream_fields_and_filters(app, clien
 
 
 @pytest.mark.parametrize(
-    "query", ["page=0", "page=-1", "page=abc", "per_page=0", "per_page=1.5", "type=nope"]
+    "query",
+    [
+        "page=0",
+        "page=-1",
+        "page=abc",
+        "page=%C2%B2",  # "²": str.isdigit() says yes, int() says no
+        "page=1000001",  # past MAX_PAGE: the OFFSET would overflow
+        "page=" + "9" * 40,
+        "per_page=0",
+        "per_page=1.5",
+        "per_page=%D9%A3",  # an Arabic-Indic three
+        "type=nope",
+    ],
 )
 def test_events_api_rejects_bad_paging_and_filters_with_422(app, client, people, query):
     resp = client.get(f"/api/v1/events?{query}", headers=bearer(app, people.admin.email))

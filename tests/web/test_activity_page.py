@@ -106,6 +106,8 @@ def test_filters_by_type_module_and_company(client, log):
     assert types("company=acme&type=module.registered&module=purchasing") == ["module.registered"]
     assert types("type=not-a-type") == types("")  # an unknown type is ignored, not a 500
     assert types("module=%00&company=%00&page=x&per_page=-1") == types("")
+    assert types("page=%C2%B2&per_page=%D9%A3") == types("")
+    assert client.get("/activity?page=" + "9" * 40).status_code == 200
     html = client.get("/activity?type=module.approved").get_data(as_text=True)
     assert '<option value="module.approved" selected>' in html
     for name in ("type", "module", "company"):

@@ -125,7 +125,7 @@ def plan_installation(req: InstallRequest, *, actor: User) -> tuple[Company, Pla
     return company, _resolve(company, name, constraint, installed)
 
 
-def _check_endpoint_url(url: str | None) -> str | None:
+def check_endpoint_url(url: str | None) -> str | None:
     if url in (None, ""):
         return None
     parts = urlsplit(url) if isinstance(url, str) else None
@@ -214,7 +214,7 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
                 for s in plan.extra_changes
             ],
         )
-    endpoint_url = _check_endpoint_url(req.endpoint_url)
+    endpoint_url = check_endpoint_url(req.endpoint_url)
     releases = {
         r.id: r
         for r in db.session.execute(

@@ -11,9 +11,9 @@ from portal.models import Installation, InstallationRevision, ModuleRelease, Use
 from portal.models.base import utcnow
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.services.installations import (
-    _check_endpoint_url,
     add_revision,
     check_config,
+    check_endpoint_url,
     config_schema_of,
     get_installation,
     keep_secrets,
@@ -147,7 +147,7 @@ def update_installation(
         changed.append("config")
     endpoint_url = inst.endpoint_url
     if "endpoint_url" in changes:
-        endpoint_url = _check_endpoint_url(changes["endpoint_url"])
+        endpoint_url = check_endpoint_url(changes["endpoint_url"])
         if endpoint_url != inst.endpoint_url:
             changed.append("endpoint_url")
     if not changed:
@@ -217,7 +217,7 @@ def rollback_installation(
         release = _release_for_version(inst, release.version)
     config = check_config(release, target.config)
     # The endpoint is validated again too: the outbound guard may refuse what it once took.
-    endpoint_url = _check_endpoint_url(target.endpoint_url)
+    endpoint_url = check_endpoint_url(target.endpoint_url)
     return _apply(
         inst,
         release=release,

@@ -225,7 +225,7 @@ def _endpoint_url() -> str | None:
 def _endpoint_errors() -> list[dict]:
     try:
         # The service's own rule (kept private there; see report).
-        installations._check_endpoint_url(_endpoint_url())
+        installations.check_endpoint_url(_endpoint_url())
     except ValidationFailed as exc:
         return exc.errors
     return []

@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import sqlalchemy as sa
 from flask import current_app, g, has_request_context
+from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import CatalogGeneration
@@ -56,7 +57,7 @@ class LruCache:
 
 def catalog_generation() -> int | None:
     """The catalog's generation (None without its row: nothing is cached then). Read once
-    per request: a request sees one catalog."""
+    per request, and again after the request commits a change (it may have moved it)."""
     if has_request_context() and "catalog_generation" in g:
         return g.catalog_generation
     generation = db.session.execute(
@@ -65,6 +66,12 @@ def catalog_generation() -> int | None:
     if has_request_context():
         g.catalog_generation = generation
     return generation
+
+
+@sa.event.listens_for(Session, "after_commit")
+def _forget_generation(_session) -> None:
+    if has_request_context():
+        g.pop("catalog_generation", None)
 
 
 def remember(kind: str, key: Hashable, compute: Callable[[], T]) -> T:

@@ -14,7 +14,7 @@ from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import CatalogGeneration
 from portal.services import accounts, publishing, review
-from portal.services.catalog_cache import LruCache
+from portal.services.catalog_cache import LruCache, catalog_generation
 from tests.helpers import bearer, captured_statements, login, publish_manifest
 from tests.packaging import manifest
 
@@ -193,3 +193,11 @@ def test_the_cache_keeps_the_most_recently_used_entries():
     cache.put("c", 3)
     assert len(cache) == 2
     assert cache.get("b") != 2 and cache.get("a") == 1 and cache.get("c") == 3
+
+
+def test_a_request_that_commits_a_change_reads_the_generation_again(app, shelf, cached):
+    with app.test_request_context("/"):
+        before = catalog_generation()
+        review.change_status(shelf["ledger"], "deprecated", actor=accounts.user_by_email(ADMIN))
+        assert catalog_generation() > before
+        db.session.remove()

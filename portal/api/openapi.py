@@ -24,6 +24,7 @@ from http import HTTPStatus
 from flask import Flask
 
 import portal
+from portal.services.paging import MAX_PAGE
 
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 COMPONENT_KEY = "x-component"
@@ -134,7 +135,9 @@ def id_parameter(name: str, description: str = "") -> dict:
 
 PAGING_PARAMETERS = [
     query_parameter(
-        "page", "The page to answer, from 1.", {"type": "integer", "minimum": 1, "default": 1}
+        "page",
+        "The page to answer, from 1 (past the last page: no items, the total still given).",
+        {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": 1},
     ),
     query_parameter(
         "per_page",

@@ -17,7 +17,6 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
-import flask_migrate
 import pytest
 
 from portal import create_app
@@ -847,30 +846,17 @@ def test_a_json_field_of_the_wrong_type_is_a_422(app, client, dev, subtests):
 
 
 @pytest.fixture
-def embedded_sqlite_app(tmp_path):
+def sqlite_app(tmp_path):
     """Always the embedded SQLite mode, whatever backend the rest of the run uses."""
-    sqlite_app = create_app(
-        TestConfig(
-            f"sqlite:///{tmp_path}/embedded.db",
-            MODULE_STORAGE_PATH=str(tmp_path / "packages"),
-            INSTANCE_PATH=str(tmp_path / "instance"),
-        )
-    )
-    with sqlite_app.app_context():
-        flask_migrate.upgrade()
-        helpers.make_people()
-        db.session.remove()
-    yield sqlite_app
-    with sqlite_app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    with helpers.embedded_sqlite_app(tmp_path, lambda _people: None) as (app, _people):
+        yield app
 
 
 @pytest.mark.parametrize("backend", ["main database", "embedded sqlite"])
 def test_two_identical_uploads_at_the_same_moment_give_one_201_and_one_409(
     request, people, backend
 ):
-    target = request.getfixturevalue("app" if backend == "main database" else "embedded_sqlite_app")
+    target = request.getfixturevalue("app" if backend == "main database" else "sqlite_app")
     data = pkg.zip_package(pkg.manifest_yaml())
     headers = bearer(target, "dev@acme.test")
     barrier = threading.Barrier(2)

@@ -6,12 +6,9 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 
-import flask_migrate
 import pytest
 import sqlalchemy as sa
 
-from portal import create_app
-from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import Event, ModuleRelease, StatusChange
 from portal.services import accounts, review
@@ -20,8 +17,8 @@ from tests.helpers import (
     PASSWORD,
     bearer,
     count,
+    embedded_sqlite_app,
     error_pointers,
-    make_people,
     problem_of,
     publish_manifest,
 )
@@ -420,22 +417,12 @@ def test_the_conditional_update_refuses_a_decision_read_before_another_won(app, 
 @pytest.fixture
 def sqlite_app(tmp_path):
     """The embedded mode, always SQLite, whatever backend the rest of the run uses."""
-    app = create_app(
-        TestConfig(
-            f"sqlite:///{tmp_path}/embedded.db",
-            INSTANCE_PATH=str(tmp_path / "instance"),
-            MODULE_STORAGE_PATH=str(tmp_path / "packages"),
-        )
-    )
-    with app.app_context():
-        flask_migrate.upgrade()
-        make_people()
+
+    def seed(_people):
         accounts.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
-        db.session.remove()
-    yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+
+    with embedded_sqlite_app(tmp_path, seed) as (app, _people):
+        yield app
 
 
 def test_two_admins_at_once_on_the_embedded_sqlite_one_wins_the_other_gets_a_conflict(

@@ -123,6 +123,53 @@ def _stream(redis_url, key):
     return redis.Redis.from_url(redis_url, decode_responses=True).xrange(key)
 
 
+@pytest.fixture
+def first_mark_fails(app_ctx, postgres_url):
+    """The first UPDATE of events.published_at fails in the database (a trigger counting
+    with a sequence, which a rollback does not undo); later ones succeed."""
+    statements = [
+        "CREATE SEQUENCE test_mark_attempts",
+        "CREATE FUNCTION test_fail_first_mark() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        "BEGIN IF nextval('test_mark_attempts') = 1 THEN "
+        "RAISE EXCEPTION 'injected: the first mark fails'; END IF; RETURN NULL; END $$",
+        "CREATE TRIGGER test_fail_first_mark BEFORE UPDATE OF published_at ON events "
+        "FOR EACH STATEMENT EXECUTE FUNCTION test_fail_first_mark()",
+    ]
+    with db.engine.begin() as conn:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    yield
+    db.session.rollback()  # the test's last read holds a lock the DROP would wait for
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TRIGGER test_fail_first_mark ON events")
+        conn.exec_driver_sql("DROP FUNCTION test_fail_first_mark()")
+        conn.exec_driver_sql("DROP SEQUENCE test_mark_attempts")
+
+
+@pytest.mark.postgres
+def test_a_batch_whose_mark_fails_is_sent_again_and_nothing_is_lost(
+    redis_url, stream_key, first_mark_fails
+):
+    """On PostgreSQL a batch is marked in the background while the next one is sent; when
+    that mark fails, drain() says so, and the next drain sends every unmarked event
+    again: each event is in the stream, first seen in order, and all end up marked."""
+    _record(7)
+    relay = Relay(redis.Redis.from_url(redis_url), stream=stream_key, maxlen=1000, batch_size=3)
+    with pytest.raises(sa.exc.DBAPIError, match="injected"):
+        relay.drain()
+    relay.drain()
+    seen: list[int] = []
+    first_order: list[int] = []
+    for _id, fields in _stream(redis_url, stream_key):
+        i = json.loads(fields["data"])["i"]
+        if i not in seen:
+            first_order.append(i)
+        seen.append(i)
+    assert first_order == list(range(7))  # consumers deduplicate by event_id
+    assert len(seen) > 7  # the unmarked batches really were sent twice
+    assert db.session.execute(sa.select(Event).where(Event.published_at.is_(None))).first() is None
+
+
 def test_relay_delivers_every_event_in_order_with_the_stream_fields(app_ctx, redis_url, stream_key):
     _record(7)
     relay = Relay(redis.Redis.from_url(redis_url), stream=stream_key, maxlen=1000, batch_size=3)
@@ -232,3 +279,28 @@ def test_a_row_committed_late_is_published_not_skipped(app, postgres_url, redis_
         assert relay.drain() == 1
     ids = [f["event_id"] for _id, f in _stream(redis_url, stream_key)]
     assert ids[-1] == "e-slow" and len(ids) == 2
+
+
+@pytest.mark.parametrize("microsecond", [0, 7, 123456])
+def test_the_stream_entry_is_stream_fields_of_the_row_whatever_the_timestamp(
+    app_ctx, redis_url, stream_key, microsecond
+):
+    """The relay builds entries in the database on PostgreSQL; they must be exactly what
+    stream_fields() writes (occurred_at with microseconds only when there are some)."""
+    with unit_of_work():
+        event = record_event(
+            events.INSTALLATION_UPDATED,
+            actor=None,
+            company="acme",
+            installation_id=42,
+            data={"changed": ["config"], "ünïcode": "✓"},
+        )
+        event.occurred_at = event.occurred_at.replace(microsecond=microsecond)
+    expected = events.stream_fields(db.session.get(Event, event.id))
+    db.session.rollback()
+    relay = Relay(redis.Redis.from_url(redis_url), stream=stream_key, maxlen=1000)
+    assert relay.drain() == 1
+    [(_id, fields)] = _stream(redis_url, stream_key)
+    assert fields == {**expected, "data": fields["data"]}
+    assert json.loads(fields["data"]) == json.loads(expected["data"])
+    assert fields["occurred_at"].endswith("Z")

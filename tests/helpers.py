@@ -432,3 +432,43 @@ def detached_rows(app, query: sa.Select) -> list:
         db.session.expunge_all()
         db.session.remove()
     return rows
+
+
+@contextmanager
+def meanwhile(app, action, at):
+    """Run `action` in another thread (its own app context, session and transaction,
+    committed) the first time the main thread is about to run a statement for which
+    `at(statement, parameters)` is true; an error of the action is raised in the main
+    thread. Yields a list that holds True once the action has run."""
+    import threading
+
+    main = threading.get_ident()
+    fired: list[bool] = []
+
+    def before(_conn, _cursor, statement, params, _context, _many):
+        if fired or threading.get_ident() != main or not at(statement, params):
+            return
+        fired.append(True)
+        failures: list[BaseException] = []
+
+        def run():
+            with app.app_context():
+                try:
+                    action()
+                except BaseException as exc:  # reported in the main thread
+                    failures.append(exc)
+                finally:
+                    db.session.remove()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the concurrent request did not finish"
+        if failures:
+            raise failures[0]
+
+    sa.event.listen(db.engine, "before_cursor_execute", before)
+    try:
+        yield fired
+    finally:
+        sa.event.remove(db.engine, "before_cursor_execute", before)

@@ -4,9 +4,6 @@ applied, and the resolver's query count. (Resolution rules themselves: test_reso
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
-
 import pytest
 import sqlalchemy as sa
 
@@ -24,6 +21,7 @@ from portal.services.installations import (
 from portal.services.resolver import resolve
 from portal.services.review import change_status
 from tests.helpers import approved_release, installation_state
+from tests.helpers import meanwhile as helpers_meanwhile
 
 ACME_ADMIN = "admin@acme.test"
 
@@ -59,41 +57,16 @@ def _event_kinds():
     return [tuple(r) for r in rows if r.type.startswith("installation.")]
 
 
-@contextmanager
 def meanwhile(app, action):
-    """Run `action` in another thread (its own app context, session and transaction,
-    committed) at the moment install_module has made its plan and is about to apply it:
-    just before it looks for earlier, uninstalled records of the plan's modules."""
-    main = threading.get_ident()
-    fired: list[bool] = []
-
-    def before(_conn, _cursor, statement, params, _context, _many):
-        if fired or threading.get_ident() != main:
-            return
-        if "FROM installations" in statement and "uninstalled" in repr(params):
-            fired.append(True)
-            failures: list[BaseException] = []
-
-            def run():
-                with app.app_context():
-                    try:
-                        action()
-                    except BaseException as exc:  # reported in the main thread
-                        failures.append(exc)
-                    finally:
-                        db.session.remove()
-
-            thread = threading.Thread(target=run)
-            thread.start()
-            thread.join(timeout=60)
-            if failures:
-                raise failures[0]
-
-    sa.event.listen(db.engine, "before_cursor_execute", before)
-    try:
-        yield fired
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", before)
+    """helpers.meanwhile at the moment install_module has made its plan and is about to
+    apply it: just before it looks for earlier, uninstalled records of the plan's modules."""
+    return helpers_meanwhile(
+        app,
+        action,
+        at=lambda statement, params: (
+            "FROM installations" in statement and "uninstalled" in repr(params)
+        ),
+    )
 
 
 # --- One transaction per plan -------------------------------------------------------------

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from contextlib import contextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -29,6 +28,7 @@ from portal.services.installations import InstallRequest, install_module
 from portal.services.uow import WRITE_INTENT
 from portal.versions import Constraint, Version
 from tests.helpers import approved_release, bearer, lifecycle_state
+from tests.helpers import meanwhile as helpers_meanwhile
 
 ACME_ADMIN = "admin@acme.test"
 ADMIN = "admin@example.com"
@@ -69,43 +69,16 @@ def _events(type_) -> list[Event]:
     )
 
 
-@contextmanager
 def meanwhile(app, action):
-    """Run `action` (in another thread, app context and transaction, committed) when the
-    main thread is about to write; see the module docstring. Yields a list that holds True
-    once the action has run."""
-    main = threading.get_ident()
-    fired: list[bool] = []
-
-    def before(_conn, _cursor, statement, _params, _context, _many):
-        if fired or threading.get_ident() != main:
-            return
-        if not (statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement):
-            return
-        fired.append(True)
-        failures: list[BaseException] = []
-
-        def run():
-            with app.app_context():
-                try:
-                    action()
-                except BaseException as exc:  # reported in the main thread
-                    failures.append(exc)
-                finally:
-                    db.session.remove()
-
-        thread = threading.Thread(target=run)
-        thread.start()
-        thread.join(timeout=60)
-        assert not thread.is_alive(), "the concurrent request did not finish"
-        if failures:
-            raise failures[0]
-
-    sa.event.listen(db.engine, "before_cursor_execute", before)
-    try:
-        yield fired
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", before)
+    """helpers.meanwhile when the main thread is about to write (see the module
+    docstring): its BEGIN IMMEDIATE on SQLite, its company lock on PostgreSQL."""
+    return helpers_meanwhile(
+        app,
+        action,
+        at=lambda statement, _params: (
+            statement.startswith("BEGIN IMMEDIATE") or "pg_advisory_xact_lock" in statement
+        ),
+    )
 
 
 # --- "********" keeps a stored secret ---------------------------------------------------------

@@ -43,8 +43,8 @@ one entry per set of configurations.
 
 --variants patches proposed app changes (PROPOSALS below; portal/ is not edited) into
 the query timing and into a gunicorn of its own, on its own copy of the seeded database
-(CREATE DATABASE ... TEMPLATE) carrying the proposal's schema changes (proposal_ddl), so
-no configuration sees another's indexes. Given several times, the configurations are
+(CREATE DATABASE ... TEMPLATE), so no configuration warms another's caches. Given
+several times, the configurations are
 driven in turn within each repetition, so they see the same machine load.
 """
 
@@ -209,20 +209,13 @@ def fresh_database(spec: str, stack: ExitStack, template: str | None = None) -> 
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def apply_ddl(url: str, variants: list[str]) -> list[str]:
-    """Run the configuration's schema changes on its database, then VACUUM ANALYZE."""
+def vacuum_analyze(url: str) -> None:
+    """Statistics for a copied database (CREATE DATABASE ... TEMPLATE copies no stats)."""
     import psycopg
 
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        indexdef = conn.execute("SELECT pg_get_indexdef('ix_modules_search'::regclass)")
-        expression = indexdef.fetchone()[0].split(" USING gin ", 1)[1].strip()[1:-1]
-        statements = proposal_ddl(variants, expression)
-        for statement in statements:
-            conn.execute(statement)
-        conn.commit()
         conn.autocommit = True
         conn.execute("VACUUM ANALYZE")
-    return statements
 
 
 def make_app(url: str, storage: Path):
@@ -750,12 +743,6 @@ def _no_cache(undo: list) -> None:
 # latest-only GIN indexes, kept filter menus, one-pass search, lean cards, full text
 # ranked first) is in portal now (migration 0008); bench/README.md keeps their figures.
 PROPOSALS: dict[str, object] = {"no-cache": _no_cache}
-
-
-def proposal_ddl(variants: list[str], expression: str) -> list[str]:
-    """The schema changes of a configuration's proposals (run on its own database copy).
-    `expression`: what ix_modules_search indexes now (the stored search_vector)."""
-    return []
 
 
 def apply_proposals(names: list[str]) -> None:
@@ -1332,13 +1319,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {seeded['counts']}", flush=True)
 
         # Every configuration but the committed one gets its own copy of the seeded
-        # database, with its proposals' schema changes (so none helps another).
-        urls, ddl = {}, {}
+        # database (so none warms another's caches).
+        urls = {}
         for label, variants in zip(labels, configs, strict=True):
             urls[label] = base_url
             if variants:
                 urls[label] = fresh_database(args.database_url, stack, template=base_url)
-            ddl[label] = apply_ddl(urls[label], variants) if variants else []
+                vacuum_analyze(urls[label])
 
         queries = []
         if not args.skip_queries:
@@ -1444,7 +1431,6 @@ def main(argv: list[str] | None = None) -> int:
             own = next((q for q in queries if q["label"] == label), None)
             result["configs"][label] = {
                 "variants": variants,
-                "ddl": ddl[label],
                 "breakdown": breakdown.get(label, {}),
                 "load": load,
                 "verdicts": verdicts(load, own),

@@ -28,10 +28,10 @@ from flask import abort, g, request, send_file
 from werkzeug.security import safe_join
 
 import portal.api.modules
-import portal.services.submissions
+import portal.services.publishing.submissions
 from portal import create_app
 from portal.config import Config
-from portal.packages import PackageStore
+from portal.services.publishing.storage import PackageStore
 
 RAW_DIR = os.environ["BENCH_RAW_DIR"]
 VARIANTS = [v for v in os.environ.get("BENCH_VARIANTS", "").split(",") if v]
@@ -58,8 +58,8 @@ if VARIANTS:
 portal.api.modules.submission_from_request = _timed(
     "parse", portal.api.modules.submission_from_request
 )
-portal.services.submissions.inspect_package = _timed(
-    "inspect", portal.services.submissions.inspect_package
+portal.services.publishing.submissions.inspect_package = _timed(
+    "inspect", portal.services.publishing.submissions.inspect_package
 )
 PackageStore.commit = _timed("store", PackageStore.commit)
 

@@ -170,14 +170,14 @@ def populate(count: int, hang_every: int, runtime_url: str) -> list[bool]:
 
     from portal.extensions import db
     from portal.models import Company, Installation
-    from portal.services import accounts
-    from portal.services.publishing import publish_release
-    from portal.services.review import change_status
-    from portal.services.submissions import Submission
+    from portal.services.accounts import users
+    from portal.services.publishing.releases import publish_release
+    from portal.services.publishing.submissions import Submission
+    from portal.services.review.decisions import change_status
 
-    accounts.create_company("bench", "Bench")
-    dev = accounts.create_user("dev@bench.test", PASSWORD, "developer", "bench")
-    admin = accounts.create_user("admin@bench.test", PASSWORD, "platform_admin")
+    users.create_company("bench", "Bench")
+    dev = users.create_user("dev@bench.test", PASSWORD, "developer", "bench")
+    admin = users.create_user("admin@bench.test", PASSWORD, "platform_admin")
     manifest = {"name": "bench-runtime", "version": "1.0.0", "description": "x", "author": "b"}
     release = publish_release(Submission(manifest_json=manifest), actor=dev)
     change_status(release.id, "approved", actor=admin)
@@ -218,7 +218,7 @@ def make_all_due() -> None:
 
 
 def one_sweep(app, concurrency: int | None) -> dict:
-    from portal.scheduler import HealthScheduler
+    from portal.worker.health_scheduler import HealthScheduler
 
     scheduler = HealthScheduler(app, concurrency=concurrency)
     cpu0, wall0 = time.process_time(), time.perf_counter()

@@ -2,7 +2,7 @@
 
 Seeds a fresh PostgreSQL database with 10,000 module names x 5 releases (50,000 approved,
 public ModuleRelease rows, loaded with COPY: names, descriptions and tags from word lists,
-version_key from portal.versions, name_fold from portal.services.names, `is_latest` on
+version_key from portal.lib.versions, name_fold from portal.services.catalog.names, `is_latest` on
 the newest stable release of each name, checked against the rule refresh_latest applies;
 a fifth of the names have a newer pre-release, a third depend on other names, 41
 companies have 25 installations each, so the cards' usage counts are real), then
@@ -291,16 +291,16 @@ def seed(app, names: int, releases: int, rng: random.Random) -> dict:
     import sqlalchemy as sa
 
     from portal.extensions import db
+    from portal.lib.versions import parse_version
     from portal.models import Company, User
-    from portal.services import accounts
-    from portal.services.names import fold_name
-    from portal.versions import parse_version
+    from portal.services.accounts import users
+    from portal.services.catalog.names import fold_name
 
     started = time.perf_counter()
     with app.app_context():
-        customer = accounts.create_company("customer", "Customer Bench Ltd")
-        user = accounts.create_user(BROWSER, PASSWORD, "company_admin", "customer")
-        _token, token = accounts.create_api_token(user, "marketplace benchmark")
+        customer = users.create_company("customer", "Customer Bench Ltd")
+        user = users.create_user(BROWSER, PASSWORD, "company_admin", "customer")
+        _token, token = users.create_api_token(user, "marketplace benchmark")
         customer_id = customer.id
         db.session.remove()
         now = datetime.now(UTC)
@@ -550,12 +550,14 @@ def time_queries(app, variants: list[str]) -> dict:
     from portal.extensions import db
     from portal.models import ModuleRelease
     from portal.models.modules import SEARCH_VECTOR
-    from portal.services import accounts, catalog, search
-    from portal.services.marketplace import CARDS
+    from portal.services.accounts import users
+    from portal.services.catalog import queries as catalog
+    from portal.services.catalog import search
+    from portal.services.catalog.cards import CARDS
 
     out: dict = {"terms": {}, "variants": variants}
     with app.app_context():
-        actor = accounts.user_by_email(BROWSER)
+        actor = users.user_by_email(BROWSER)
         base = sa.select(ModuleRelease).where(
             ModuleRelease.is_latest,
             catalog.visibility_clause(actor),

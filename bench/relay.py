@@ -6,7 +6,7 @@ Records N events (default 50,000) in a fresh database, then alternates, REPEATS 
   (a SELECT, one pipelined XADD batch and one UPDATE per batch, the lease renewed when
   due); afterwards `published_at` is reset and the table vacuumed, untimed;
 - raw:   redis-py pipelined XADD of the very same stream entries (prebuilt with
-  `portal.events.stream_fields`, so only the Redis cost is timed), in batches of the
+  `portal.worker.relay.stream_fields`, so only the Redis cost is timed), in batches of the
   same size and with the same approximate MAXLEN.
 
 Each stream is checked: every entry, in id order. Reports events/s (best and median),
@@ -55,11 +55,12 @@ from sqlalchemy.dialects import postgresql as pg  # noqa: E402
 
 from portal import create_app  # noqa: E402
 from portal.config import TestConfig  # noqa: E402
-from portal.events import MODULE_REGISTERED, RELAY_LEASE, Relay, stream_fields  # noqa: E402
+from portal.events import MODULE_REGISTERED  # noqa: E402
 from portal.extensions import db  # noqa: E402
 from portal.models import Event  # noqa: E402
 from portal.models.base import utcnow  # noqa: E402
-from portal.services.leases import acquire_lease, release_lease  # noqa: E402
+from portal.services.platform.leases import acquire_lease, release_lease  # noqa: E402
+from portal.worker.relay import RELAY_LEASE, Relay, stream_fields  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
@@ -525,7 +526,7 @@ def run_breakdown(client, key: str, batch: int, expected: int, relay_class) -> d
     """One drain with timers around SQL execution (by statement), commits, stream_fields
     and the Redis pipeline. "rows" is the rest: fetching and building the result rows or
     ORM objects, plus the session's own work. The timers add a little overhead."""
-    import portal.events
+    import portal.worker.relay
 
     totals: dict[str, float] = dict.fromkeys(STEPS, 0.0)
     # On PostgreSQL the relay marks each batch in a thread while the next is sent: that
@@ -546,7 +547,7 @@ def run_breakdown(client, key: str, batch: int, expected: int, relay_class) -> d
         totals[kind] += took
         last_kind[0] = kind
 
-    real_fields = portal.events.stream_fields
+    real_fields = portal.worker.relay.stream_fields
 
     def timed_fields(event):
         started = time.perf_counter()

@@ -65,21 +65,21 @@ import flask_migrate  # noqa: E402
 import resolvelib  # noqa: E402
 import sqlalchemy as sa  # noqa: E402
 
-import portal.services.resolver as resolver_module  # noqa: E402
+import portal.services.installations.resolver as resolver_module  # noqa: E402
 from portal import create_app  # noqa: E402
 from portal.config import TestConfig  # noqa: E402
 from portal.extensions import db  # noqa: E402
+from portal.lib.versions import sort_key  # noqa: E402
 from portal.models import Company, ModuleRelease, User  # noqa: E402
 from portal.models.base import utcnow  # noqa: E402
-from portal.services import accounts  # noqa: E402
+from portal.services.accounts import users as accounts  # noqa: E402
+from portal.services.catalog.names import fold_name  # noqa: E402
 from portal.services.errors import Conflict, NotFound, ValidationFailed  # noqa: E402
-from portal.services.installations import (  # noqa: E402
+from portal.services.installations.installs import (  # noqa: E402
     InstallRequest,
     install_module,
     plan_installation,
 )
-from portal.services.names import fold_name  # noqa: E402
-from portal.versions import sort_key  # noqa: E402
 
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 OUT = Path(__file__).resolve().parent / "out" / "resolver.json"

@@ -109,7 +109,7 @@ def prepare_database(url: str, storage: Path) -> str:
     from portal import create_app
     from portal.config import TestConfig
     from portal.extensions import db
-    from portal.services import accounts
+    from portal.services.accounts import users
 
     app = create_app(
         TestConfig(url, MODULE_STORAGE_PATH=str(storage), MAX_MODULE_SIZE_MB=MAX_MODULE_SIZE_MB)
@@ -118,9 +118,9 @@ def prepare_database(url: str, storage: Path) -> str:
         try:
             flask_migrate.upgrade()
             db.session.remove()
-            accounts.create_company(PUBLISHER, "Bench")
-            user = accounts.create_user(DEVELOPER, secrets.token_urlsafe(16), "developer", "bench")
-            _token, plain = accounts.create_api_token(user, "upload benchmark")
+            users.create_company(PUBLISHER, "Bench")
+            user = users.create_user(DEVELOPER, secrets.token_urlsafe(16), "developer", "bench")
+            _token, plain = users.create_api_token(user, "upload benchmark")
         finally:
             db.session.remove()
             db.engine.dispose()  # no idle connection left to block DROP DATABASE
@@ -601,7 +601,7 @@ def _propose_hash_thread() -> None:
     """
     import concurrent.futures
 
-    import portal.uploads as uploads
+    import portal.http.uploads as uploads
     from portal.services.errors import TooLarge
 
     hashers = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="sha256")
@@ -687,10 +687,10 @@ def _propose_lean_download() -> None:
     """
     import sqlalchemy as sa
 
-    import portal.services.publishing as publishing
+    import portal.services.publishing.releases as publishing
     from portal.extensions import db
     from portal.models import ModuleRelease
-    from portal.services import catalog
+    from portal.services.catalog import queries as catalog
     from portal.services.errors import NotFound
 
     def package_path(module_id: int, *, actor):

@@ -13,7 +13,7 @@ __version__ = "0.1.0"
 def create_app(config=None) -> Flask:
     """Build the app; starts no threads and touches no database (CLI and tests rely on it)."""
     from portal.config import Config
-    from portal.uploads import RegistryRequest
+    from portal.http.uploads import RegistryRequest
 
     config = config or Config()
     config.check()
@@ -68,7 +68,7 @@ def register_extensions(app: Flask) -> None:
 
     @login_manager.user_loader
     def load_user(session_id: str):
-        from portal.services.accounts import user_for_session
+        from portal.services.accounts.users import user_for_session
 
         return user_for_session(session_id)
 
@@ -90,17 +90,21 @@ def register_extensions(app: Flask) -> None:
 def register_blueprints(app: Flask) -> None:
     from portal.api import bp as api_bp
     from portal.extensions import csrf
-    from portal.web import activity, auth, docs, main, modules, publish, queue, service, tokens
-    from portal.web import installations as installations_pages
+    from portal.web import activity, review
+    from portal.web.accounts import auth, tokens
+    from portal.web.catalog import marketplace, modules
+    from portal.web.installations import install as installations_pages
+    from portal.web.platform import docs, ops
+    from portal.web.publishing import publish
 
-    app.register_blueprint(service.bp)
+    app.register_blueprint(ops.bp)
     app.register_blueprint(docs.bp)
     app.register_blueprint(auth.bp)
-    app.register_blueprint(main.bp)
+    app.register_blueprint(marketplace.bp)
     app.register_blueprint(tokens.bp)
     app.register_blueprint(publish.bp)
     app.register_blueprint(modules.bp)
-    app.register_blueprint(queue.bp)
+    app.register_blueprint(review.bp)
     app.register_blueprint(activity.bp)
     app.register_blueprint(installations_pages.bp)
     csrf.exempt(api_bp)

@@ -12,7 +12,7 @@ import psycopg
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.services import accounts
+from portal.services.accounts import users as accounts
 
 PASSWORD = "correct-horse-battery"
 RUN_SUFFIX = uuid.uuid4().hex[:10]
@@ -105,9 +105,9 @@ def publish_package(data: bytes, *, actor_email: str, **submission):
     """Publish package bytes through the service, as an upload would (needs an app context)."""
     import io
 
-    from portal.packages import stream_to_temp
-    from portal.services.publishing import package_store, publish_release
-    from portal.services.submissions import PackageFile, Submission
+    from portal.services.publishing.releases import package_store, publish_release
+    from portal.services.publishing.storage import stream_to_temp
+    from portal.services.publishing.submissions import PackageFile, Submission
 
     path, digest, size = stream_to_temp(io.BytesIO(data), package_store(), max_bytes=1 << 30)
     sub = Submission(package=PackageFile(path, digest, size, "upload"), **submission)
@@ -116,8 +116,8 @@ def publish_package(data: bytes, *, actor_email: str, **submission):
 
 def publish_manifest(data: dict, *, actor_email: str, **submission):
     """Publish a manifest-only release through the service (needs an app context)."""
-    from portal.services.publishing import publish_release
-    from portal.services.submissions import Submission
+    from portal.services.publishing.releases import publish_release
+    from portal.services.publishing.submissions import Submission
 
     sub = Submission(manifest_json=data, **submission)
     return publish_release(sub, actor=accounts.user_by_email(actor_email))
@@ -200,7 +200,7 @@ def approved_release(
     **manifest_fields,
 ):
     """Publish a manifest-only release and approve it (needs an app context and people)."""
-    from portal.services.review import change_status
+    from portal.services.review.decisions import change_status
 
     data = {
         "name": name,
@@ -279,9 +279,9 @@ def lifecycle_state(app) -> dict:
 def bulk_modules(app, start: int, stop: int, by: str = "dev@acme.test") -> None:
     """Approved, latest, public modules bulk-0000N with tags and a dependency on
     base-objects, inserted in bulk (acme publishes them, `by` owns them)."""
+    from portal.lib.versions import sort_key
     from portal.models import Company, ModuleDependency, ModuleRelease, User
-    from portal.services.names import fold_name
-    from portal.versions import sort_key
+    from portal.services.catalog.names import fold_name
     from tests.packaging import manifest
 
     with app.app_context():

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
+from portal.cli.demo import DEMO_INSTALLATIONS, DEMO_PASSWORD, DEMO_RELEASES, DEMO_USERS
 from portal.extensions import db
 from portal.models import Company, Installation, ModuleRelease, User
-from portal.services import accounts
-from portal.services.demo import (
-    DEMO_INSTALLATIONS,
-    DEMO_PASSWORD,
-    DEMO_RELEASES,
-    DEMO_USERS,
-)
+from portal.services.accounts import users
 from tests.helpers import count
 
 
@@ -69,7 +64,7 @@ def test_seed_demo_is_idempotent_and_every_demo_account_signs_in(app, client):
         assert count(ModuleRelease) == len(DEMO_RELEASES)
         assert count(Installation) >= len(DEMO_INSTALLATIONS)
         for email, role, _company in DEMO_USERS:
-            assert accounts.authenticate(email, DEMO_PASSWORD).role == role
+            assert users.authenticate(email, DEMO_PASSWORD).role == role
         db.session.remove()
 
 

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 import pytest
 
 from portal.extensions import db
-from portal.services import accounts
-from portal.services.installations import InstallRequest, install_module
+from portal.services.accounts import users
+from portal.services.installations.installs import InstallRequest, install_module
 from tests.helpers import (
     PASSWORD,
     approved_release,
@@ -236,16 +236,14 @@ def _world(app) -> SimpleNamespace:
     """The resources the parametrized paths point at, owned by acme."""
     with app.app_context():
         make_people()
-        token, _plain = accounts.create_api_token(
-            accounts.user_by_email(EMAILS["owner_admin"]), "t"
-        )
+        token, _plain = users.create_api_token(users.user_by_email(EMAILS["owner_admin"]), "t")
         release = publish_package(
             zip_package(manifest_yaml("purchasing", "1.0.0")), actor_email=EMAILS["developer"]
         )
         approved_release("ledger", actor_email=EMAILS["developer"])
         approved_release("inventory", actor_email=EMAILS["developer"])
         installation, _deps = install_module(
-            InstallRequest(module="ledger"), actor=accounts.user_by_email(EMAILS["owner_admin"])
+            InstallRequest(module="ledger"), actor=users.user_by_email(EMAILS["owner_admin"])
         )
         world = SimpleNamespace(
             installation_id=installation.id,

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import Company, Event, HealthChange, Installation, Lease, ModuleRelease
 from portal.models.base import utcnow
-from portal.scheduler import SCHEDULER_LEASE, HealthScheduler
+from portal.worker.health_scheduler import SCHEDULER_LEASE, HealthScheduler
 from tests.helpers import approved_release, bearer
 from tests.services.test_health_checks import RuntimeServer
 

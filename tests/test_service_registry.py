@@ -13,7 +13,7 @@ import portal
 from portal import create_app
 from portal.config import TestConfig
 from portal.extensions import db
-from portal.services.registry import RegistryClient, run_registration
+from portal.worker.service_registry import RegistryClient, run_registration
 from tests.fake_servers import FakeServer, free_port
 
 

@@ -11,7 +11,7 @@ from portal import create_app
 from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import ApiToken
-from portal.services import accounts
+from portal.services.accounts import users
 from tests.helpers import PASSWORD, count, login
 
 
@@ -21,9 +21,9 @@ def sqlite_app(tmp_path):
     app = create_app(TestConfig(f"sqlite:///{tmp_path}/embedded.db", INSTANCE_PATH=str(tmp_path)))
     with app.app_context():
         flask_migrate.upgrade()
-        accounts.create_company("acme", "Acme")
+        users.create_company("acme", "Acme")
         for i in range(8):
-            accounts.create_user(f"dev{i}@acme.test", PASSWORD, "developer", "acme")
+            users.create_user(f"dev{i}@acme.test", PASSWORD, "developer", "acme")
         db.session.remove()
     yield app
     with app.app_context():

@@ -23,7 +23,7 @@ depends_on = None
 def upgrade():
     with op.batch_alter_table('modules', schema=None) as batch_op:
         batch_op.add_column(sa.Column('name_fold', sa.String(length=64), nullable=True))
-    # Same folding as portal.services.names.fold_name, for rows that exist already.
+    # Same folding as portal.services.catalog.names.fold_name, for rows that exist already.
     op.execute(
         "UPDATE modules SET name_fold = replace(replace(replace(replace("
         "name, '-', ''), '0', 'o'), '1', 'l'), 'i', 'l')"

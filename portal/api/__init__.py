@@ -1,47 +1,9 @@
-"""The JSON API (/api/v1): bearer tokens only, so no cookies and no CSRF."""
+"""The JSON API (/api/v1): bearer tokens only, so no cookies and no CSRF. One module per
+feature, as in services and pages; importing them registers their routes on the blueprint."""
 
-from __future__ import annotations
+from portal.api import accounts, activity, catalog, publishing, review
+from portal.api.base import bp
+from portal.api.installations import installs, lifecycle
 
-from flask import Blueprint, g, jsonify, request
-
-from portal.models import User
-from portal.services import accounts
-from portal.services.errors import Unauthorized
-
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-
-def current_actor() -> User:
-    """The user the bearer token names. Raises Unauthorized."""
-    if "api_actor" not in g:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Send 'Authorization: Bearer <token>'.")
-        g.api_actor = accounts.user_for_bearer(token)
-    return g.api_actor
-
-
-def created(body: dict, location: str):
-    """201 with the new resource and its Location."""
-    resp = jsonify(body)
-    resp.status_code = 201
-    resp.headers["Location"] = location
-    return resp
-
-
-def json_body() -> dict:
-    """The request body as a JSON object. Raises BadRequest, or ValidationFailed for JSON
-    nested deeper than Python's parser recurses."""
-    from portal.uploads import json_object
-
-    return json_object(request, force=True)
-
-
-from portal.api import (  # noqa: E402,F401  (routes register on bp)
-    auth,
-    events,
-    installation_lifecycle,
-    installations,
-    modules,
-)
+__all__ = ["accounts", "activity", "bp", "catalog", "installs", "lifecycle"]
+__all__ += ["publishing", "review"]

@@ -75,7 +75,7 @@ def module_json(release: ModuleRelease) -> dict:
 
 
 def installation_json(inst) -> dict:
-    from portal.services.installations import masked_config
+    from portal.services.installations.installs import masked_config
 
     return {
         "id": inst.id,

@@ -7,8 +7,9 @@ from flask import Blueprint, abort, request, url_for
 from flask_login import current_user, login_required
 
 from portal.events import EVENT_TYPES
-from portal.services import activity, marketplace
-from portal.services.access import is_admin
+from portal.services.accounts.access import is_admin
+from portal.services.activity import queries as activity
+from portal.services.catalog import cards
 from portal.web import htmx
 from portal.web.pager import page_args
 
@@ -23,8 +24,8 @@ def _filters(args) -> dict[str, str]:
     type_ = args.get("type") or ""
     return {
         "type": type_ if type_ in EVENT_TYPES else "",
-        "module": marketplace.clean_arg(args.get("module")),
-        "company": marketplace.clean_arg(args.get("company")) if is_admin(current_user) else "",
+        "module": cards.clean_arg(args.get("module")),
+        "company": cards.clean_arg(args.get("company")) if is_admin(current_user) else "",
     }
 
 
@@ -49,6 +50,6 @@ def index():
         block="events",
         events=events,
         filters=filters,
-        choices=None if htmx.is_partial() else marketplace.activity_choices(actor=current_user),
+        choices=None if htmx.is_partial() else cards.activity_choices(actor=current_user),
         page_url=lambda n: url_for("activity.index", **keep, page=n),
     )

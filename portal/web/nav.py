@@ -25,7 +25,7 @@ def navigation(user: User) -> list[dict]:
             continue
         item = {"label": label, "url": _url(endpoint, user), "key": key, "badge": None}
         if key == "queue":
-            from portal.services.review import pending_count
+            from portal.services.review.decisions import pending_count
 
             item["badge"] = pending_count()
         items.append(item)

@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 from portal.extensions import db
-from portal.services import accounts
+from portal.services.accounts import users
 from tests.helpers import PASSWORD, bearer
 
 
@@ -123,13 +123,13 @@ def test_the_api_ignores_the_browser_session_cookie(client, people):
 
 def test_personal_api_token_works_until_revoked(app, client, people):
     with app.app_context():
-        user = accounts.user_by_email(people.developer.email)
-        token, plain = accounts.create_api_token(user, "ci")
+        user = users.user_by_email(people.developer.email)
+        token, plain = users.create_api_token(user, "ci")
         token_id = token.id
         db.session.remove()
     assert _get_events(client, plain).status_code == 200
     with app.app_context():
-        accounts.revoke_api_token(token_id, actor=accounts.user_by_email(people.developer.email))
+        users.revoke_api_token(token_id, actor=users.user_by_email(people.developer.email))
         db.session.remove()
     _problem(_get_events(client, plain), 401)
 
@@ -141,7 +141,7 @@ def test_an_unknown_personal_token_is_401(client, people):
 def test_jwt_of_a_deactivated_user_is_refused(app, client, people):
     headers = bearer(app, people.developer.email)
     with app.app_context():
-        accounts.user_by_email(people.developer.email).active = False
+        users.user_by_email(people.developer.email).active = False
         db.session.commit()
         db.session.remove()
     _problem(client.get("/api/v1/events", headers=headers), 401)

@@ -14,8 +14,8 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Event, Installation, InstallationRevision
-from portal.services import accounts
-from portal.services.review import change_status
+from portal.services.accounts import users
+from portal.services.review.decisions import change_status
 from tests.helpers import (
     approved_release,
     approved_shelf,
@@ -590,7 +590,7 @@ def test_constraints_pick_the_highest_satisfying_release(
 
 def test_deprecated_releases_only_when_pinned_exactly(app, client, shelf, auth, people):
     with app.app_context():
-        admin = accounts.user_by_email(people.admin.email)
+        admin = users.user_by_email(people.admin.email)
         change_status(shelf["inventory-1.4.0"], "deprecated", actor=admin)
         db.session.remove()
 

@@ -12,7 +12,7 @@ from portal import create_app
 from portal.api.openapi import build_openapi, component, document, id_parameter, page_of
 from portal.config import TestConfig
 from portal.extensions import db
-from portal.web import docs
+from portal.web.platform import docs
 from tests.helpers import bearer
 
 SKIPPED = {"HEAD", "OPTIONS"}

@@ -18,9 +18,9 @@ from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
 from portal import create_app
+from portal.cli import demo
 from portal.config import TestConfig
 from portal.extensions import db
-from portal.services import demo
 
 CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 10_000

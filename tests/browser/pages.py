@@ -6,7 +6,7 @@ import re
 
 from playwright.sync_api import Page
 
-from portal.services.demo import DEMO_PASSWORD
+from portal.cli.demo import DEMO_PASSWORD
 
 
 def sign_in(page: Page, base_url: str, email: str, password: str = DEMO_PASSWORD) -> None:

@@ -14,8 +14,8 @@ from playwright.sync_api import expect
 
 from portal.extensions import db
 from portal.models import Installation
-from portal.services import accounts
-from portal.services.installations import InstallRequest, install_module
+from portal.services.accounts import users
+from portal.services.installations.installs import InstallRequest, install_module
 from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.pages import mark_page, open_from_nav, page_was_not_reloaded, sign_in
 from tests.helpers import approved_release
@@ -43,7 +43,7 @@ def fleet(app, demo_people):
         approved_release(HUB, "1.0.0", config_schema=HUB_SCHEMA, **people)
         approved_release(HUB, "1.1.0", config_schema=HUB_SCHEMA, **people)
         approved_release(PLANNER, "1.0.0", deps={HUB: "^1.0.0"}, **people)
-        admin = accounts.user_by_email(COMPANY_ADMIN)
+        admin = users.user_by_email(COMPANY_ADMIN)
         config = {"region": "eu", "max_stops": 20, "api_token": TOKEN}
         hub, _ = install_module(
             InstallRequest(module=HUB, version="=1.0.0", config=config), actor=admin

@@ -12,9 +12,9 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.extensions import db
-from portal.services import accounts
-from portal.services.health_checks import check_installation
-from portal.services.installations import InstallRequest, install_module
+from portal.services.accounts import users
+from portal.services.health.probes import check_installation
+from portal.services.installations.installs import InstallRequest, install_module
 from tests.browser.pages import mark_page, page_was_not_reloaded, sign_in
 from tests.fake_servers import FakeServer
 from tests.helpers import approved_release
@@ -42,7 +42,7 @@ def beacon(app, demo_people, runtime):
         )
         inst, _ = install_module(
             InstallRequest(module=MODULE, endpoint_url=runtime.url),
-            actor=accounts.user_by_email(COMPANY_ADMIN),
+            actor=users.user_by_email(COMPANY_ADMIN),
         )
         installation_id = inst.id
         db.session.remove()
@@ -52,7 +52,7 @@ def beacon(app, demo_people, runtime):
 def _check(app, installation_id: int) -> str:
     """Run an active health check now, as the scheduler would; returns the status."""
     with app.app_context():
-        result = check_installation(installation_id, actor=accounts.user_by_email(COMPANY_ADMIN))
+        result = check_installation(installation_id, actor=users.user_by_email(COMPANY_ADMIN))
         db.session.remove()
     return result.status
 

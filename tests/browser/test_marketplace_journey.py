@@ -10,7 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.extensions import db
-from portal.services import accounts, review
+from portal.services.accounts import users
+from portal.services.review import decisions
 from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.pages import mark_page, page_was_not_reloaded, sign_in
 from tests.helpers import publish_manifest
@@ -31,7 +32,7 @@ MODULES = [
 def marketplace(app, demo_people):
     """Four approved modules, published by the demo developer and approved by the admin."""
     with app.app_context():
-        admin = accounts.user_by_email(PLATFORM_ADMIN)
+        admin = users.user_by_email(PLATFORM_ADMIN)
         for name, display, description in MODULES:
             release = publish_manifest(
                 {
@@ -43,7 +44,7 @@ def marketplace(app, demo_people):
                 },
                 actor_email=DEVELOPER,
             )
-            review.change_status(release.id, "approved", actor=admin)
+            decisions.change_status(release.id, "approved", actor=admin)
         db.session.remove()
 
 

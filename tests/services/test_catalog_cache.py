@@ -13,8 +13,10 @@ from portal import create_app
 from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import CatalogGeneration
-from portal.services import accounts, publishing, review
-from portal.services.catalog_cache import LruCache, catalog_generation
+from portal.services.accounts import users
+from portal.services.catalog.cache import LruCache, catalog_generation
+from portal.services.publishing import releases
+from portal.services.review import decisions
 from tests.helpers import bearer, captured_statements, login, publish_manifest
 from tests.packaging import manifest
 
@@ -39,7 +41,7 @@ def release(name, *, status="approved", visibility=None, **fields) -> int:
         manifest(name, **fields), actor_email=ACME_DEV, visibility=visibility
     )
     if status == "approved":
-        review.change_status(published.id, "approved", actor=accounts.user_by_email(ADMIN))
+        decisions.change_status(published.id, "approved", actor=users.user_by_email(ADMIN))
     return published.id
 
 
@@ -113,8 +115,8 @@ def _approve_new(app, ids):
 
 
 def _edit_description(app, ids):
-    publishing.update_release(
-        ids["payroll"], {"description": "Pays zebra keepers"}, actor=accounts.user_by_email(ADMIN)
+    releases.update_release(
+        ids["payroll"], {"description": "Pays zebra keepers"}, actor=users.user_by_email(ADMIN)
     )
 
 
@@ -152,8 +154,8 @@ def test_another_process_sees_a_change_made_elsewhere(app, client, shelf, cached
         other_client = other.test_client()
         assert search(other, other_client, "ledger") == ["ledger"]
         with app.app_context():
-            admin = accounts.user_by_email(ADMIN)
-            review.change_status(shelf["ledger"], "deprecated", actor=admin)
+            admin = users.user_by_email(ADMIN)
+            decisions.change_status(shelf["ledger"], "deprecated", actor=admin)
             db.session.remove()
         assert search(other, other_client, "ledger") == []
     finally:
@@ -198,6 +200,6 @@ def test_the_cache_keeps_the_most_recently_used_entries():
 def test_a_request_that_commits_a_change_reads_the_generation_again(app, shelf, cached):
     with app.test_request_context("/"):
         before = catalog_generation()
-        review.change_status(shelf["ledger"], "deprecated", actor=accounts.user_by_email(ADMIN))
+        decisions.change_status(shelf["ledger"], "deprecated", actor=users.user_by_email(ADMIN))
         assert catalog_generation() > before
         db.session.remove()

@@ -12,11 +12,12 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from portal import events
-from portal.events import Relay, record_event
+from portal.events import record_event
 from portal.extensions import db
 from portal.models import Company, Event
-from portal.services.leases import acquire_lease
+from portal.services.platform.leases import acquire_lease
 from portal.services.uow import unit_of_work
+from portal.worker.relay import RELAY_LEASE, Relay, stream_fields
 from tests.helpers import bearer, count
 
 
@@ -258,7 +259,7 @@ def test_a_standby_relay_publishes_nothing_while_the_leader_holds_the_lease(
     client = redis.Redis.from_url(redis_url)
     leader = Relay(client, stream=stream_key, maxlen=1000, holder="leader")
     standby = Relay(client, stream=stream_key, maxlen=1000, holder="standby")
-    assert acquire_lease(events.RELAY_LEASE, "leader", 30)
+    assert acquire_lease(RELAY_LEASE, "leader", 30)
     assert standby.publish_batch() == 0
     assert leader.publish_batch() == 2
 
@@ -296,7 +297,7 @@ def test_the_stream_entry_is_stream_fields_of_the_row_whatever_the_timestamp(
             data={"changed": ["config"], "ünïcode": "✓"},
         )
         event.occurred_at = event.occurred_at.replace(microsecond=microsecond)
-    expected = events.stream_fields(db.session.get(Event, event.id))
+    expected = stream_fields(db.session.get(Event, event.id))
     db.session.rollback()
     relay = Relay(redis.Redis.from_url(redis_url), stream=stream_key, maxlen=1000)
     assert relay.drain() == 1

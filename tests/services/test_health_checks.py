@@ -14,11 +14,12 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
+from portal.lib import outbound
+from portal.lib.outbound import default_networks
 from portal.models import Event, HealthChange, Installation
-from portal.services import accounts, outbound
-from portal.services.health_checks import MAX_BODY_BYTES, check_url_of, probe
-from portal.services.installations import InstallRequest, install_module
-from portal.services.outbound import default_networks
+from portal.services.accounts import users
+from portal.services.health.probes import MAX_BODY_BYTES, check_url_of, probe
+from portal.services.installations.installs import InstallRequest, install_module
 from tests.helpers import approved_release, bearer, problem_of
 
 DEV = default_networks("development")
@@ -242,7 +243,7 @@ def installed(app, people, runtime):
             "ledger", health_check={"path": "/health", "timeout_seconds": 1, "interval_seconds": 10}
         )
         approved_release("notes")
-        admin = accounts.user_by_email("admin@acme.test")
+        admin = users.user_by_email("admin@acme.test")
         ledger, _ = install_module(
             InstallRequest(module="ledger", endpoint_url=runtime.url), actor=admin
         )

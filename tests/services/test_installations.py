@@ -9,17 +9,17 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Event, Installation, InstallationRevision
-from portal.services import accounts
+from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from portal.services.installations import (
+from portal.services.installations.installs import (
     InstallRequest,
     get_installation,
     install_module,
     list_installations,
     plan_installation,
 )
-from portal.services.resolver import resolve
-from portal.services.review import change_status
+from portal.services.installations.resolver import resolve
+from portal.services.review.decisions import change_status
 from tests.helpers import approved_release, installation_state
 from tests.helpers import meanwhile as helpers_meanwhile
 
@@ -37,7 +37,7 @@ def ctx(app):
 
 
 def _user(email=ACME_ADMIN):
-    return accounts.user_by_email(email)
+    return users.user_by_email(email)
 
 
 def _install(module, version="*", actor=ACME_ADMIN, **kw):

@@ -19,14 +19,15 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from portal.config_schema import MASK
 from portal.extensions import db
+from portal.lib.config_schema import MASK
+from portal.lib.versions import Constraint, Version
 from portal.models import Event, HealthChange, Installation, InstallationRevision, ModuleRelease
-from portal.services import accounts, lifecycle
+from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from portal.services.installations import InstallRequest, install_module
+from portal.services.installations import lifecycle
+from portal.services.installations.installs import InstallRequest, install_module
 from portal.services.uow import WRITE_INTENT
-from portal.versions import Constraint, Version
 from tests.helpers import approved_release, bearer, lifecycle_state
 from tests.helpers import meanwhile as helpers_meanwhile
 
@@ -44,7 +45,7 @@ def ctx(app):
 
 
 def _user(email=ACME_ADMIN):
-    return accounts.user_by_email(email)
+    return users.user_by_email(email)
 
 
 def _install(module, version="*", actor=ACME_ADMIN, **kw) -> Installation:

@@ -17,9 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from portal.services import outbound
-from portal.services.health_checks import probe
-from portal.services.outbound import (
+from portal.lib import outbound
+from portal.lib.outbound import (
     HostNotResolved,
     OutboundRefused,
     Target,
@@ -28,6 +27,7 @@ from portal.services.outbound import (
     default_networks,
     parse_networks,
 )
+from portal.services.health.probes import probe
 
 DEV = default_networks("development")
 PROD = default_networks("production")

@@ -7,12 +7,13 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Installation
-from portal.services import accounts, lifecycle
-from portal.services.access import list_companies
+from portal.services.accounts import users
+from portal.services.accounts.access import list_companies
 from portal.services.errors import NotFound, PermissionDenied
-from portal.services.health import health_badges, record_health
-from portal.services.installations import InstallRequest, install_module
-from portal.services.reinstall import previous_configs
+from portal.services.health.records import health_badges, record_health
+from portal.services.installations import lifecycle
+from portal.services.installations.installs import InstallRequest, install_module
+from portal.services.installations.reinstall import previous_configs
 from portal.services.uow import unit_of_work
 from tests.helpers import approved_release, captured_statements
 
@@ -27,7 +28,7 @@ def installed(app, people):
     with app.app_context():
         for name in ("ledger", "notes", "billing"):
             approved_release(name, "1.0.0", config_schema=SCHEMA)
-        acme, globex = accounts.user_by_email(ACME_ADMIN), accounts.user_by_email(GLOBEX_ADMIN)
+        acme, globex = users.user_by_email(ACME_ADMIN), users.user_by_email(GLOBEX_ADMIN)
         ids = {}
         for user, slug, name in (
             (acme, "acme", "ledger"),
@@ -49,7 +50,7 @@ def installed(app, people):
 
 def test_health_badges_are_the_companys_installed_modules_in_one_query(app, installed):
     with app.app_context():
-        acme = accounts.user_by_email(ACME_ADMIN)
+        acme = users.user_by_email(ACME_ADMIN)
         with captured_statements(app) as statements:
             rows = health_badges("acme", actor=acme)
         assert len([s for s, _ in statements if s.lstrip().startswith("SELECT")]) == 1
@@ -57,7 +58,7 @@ def test_health_badges_are_the_companys_installed_modules_in_one_query(app, inst
             (installed["acme/notes"], "degraded", "slow"),
             (installed["acme/billing"], "unknown", None),
         ]
-        admin_rows = health_badges("globex", actor=accounts.user_by_email(ADMIN))
+        admin_rows = health_badges("globex", actor=users.user_by_email(ADMIN))
         assert [r.id for r in admin_rows] == [installed["globex/notes"]]
         db.session.remove()
 
@@ -65,13 +66,13 @@ def test_health_badges_are_the_companys_installed_modules_in_one_query(app, inst
 @pytest.mark.parametrize("slug", ["globex", "no-such-company"])
 def test_health_badges_of_a_company_one_may_not_see_are_not_found(app, installed, slug):
     with app.app_context(), pytest.raises(NotFound):
-        health_badges(slug, actor=accounts.user_by_email(ACME_ADMIN))
+        health_badges(slug, actor=users.user_by_email(ACME_ADMIN))
 
 
 def test_previous_configs_are_those_of_uninstalled_modules_of_that_company(app, installed):
     with app.app_context():
-        acme = accounts.user_by_email(ACME_ADMIN).company_id
-        globex = accounts.user_by_email(GLOBEX_ADMIN).company_id
+        acme = users.user_by_email(ACME_ADMIN).company_id
+        globex = users.user_by_email(GLOBEX_ADMIN).company_id
         assert previous_configs(acme, ["ledger", "notes", "absent"]) == {
             "ledger": {"currency": "EUR"}
         }
@@ -82,8 +83,8 @@ def test_previous_configs_are_those_of_uninstalled_modules_of_that_company(app, 
 
 def test_only_platform_admins_list_every_company(app, people):
     with app.app_context():
-        admin = accounts.user_by_email(ADMIN)
+        admin = users.user_by_email(ADMIN)
         assert [c.slug for c in list_companies(actor=admin)] == ["acme", "globex"]
         with pytest.raises(PermissionDenied):
-            list_companies(actor=accounts.user_by_email(ACME_ADMIN))
+            list_companies(actor=users.user_by_email(ACME_ADMIN))
         db.session.remove()

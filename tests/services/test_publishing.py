@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session
 
 from portal.extensions import db
 from portal.models import Event, ModuleRelease, StatusChange
-from portal.services import accounts, publishing
+from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from portal.services.submissions import Submission
+from portal.services.publishing import releases
+from portal.services.publishing.submissions import Submission
 from tests import packaging as pkg
 from tests.helpers import (
     count,
@@ -46,7 +47,7 @@ def ctx(app, people):
 
 
 def user(email: str):
-    return accounts.user_by_email(email)
+    return users.user_by_email(email)
 
 
 # --- Publishing and the store -----------------------------------------------------------------
@@ -202,7 +203,7 @@ def test_two_companies_claiming_one_new_name_at_once_cannot_both_own_it(app, peo
 
 def test_an_edit_records_only_the_fields_that_changed(app, ctx):
     release = publish_manifest(pkg.manifest(category="erp"), actor_email=ctx.developer.email)
-    updated = publishing.update_release(
+    updated = releases.update_release(
         release.id,
         {"category": "erp", "description": "New words", "name": "ignored"},
         actor=user(ctx.developer.email),
@@ -215,7 +216,7 @@ def test_an_edit_records_only_the_fields_that_changed(app, ctx):
 def test_an_edit_over_a_columns_length_is_refused_before_the_database_sees_it(app, ctx):
     release = publish_manifest(pkg.manifest(), actor_email=ctx.developer.email)
     with pytest.raises(ValidationFailed) as exc:
-        publishing.update_release(
+        releases.update_release(
             release.id,
             {"category": "c" * 65, "display_name": "d" * 201, "description": "   "},
             actor=user(ctx.developer.email),
@@ -229,7 +230,7 @@ def test_resubmitting_a_rejected_release_makes_it_pending_with_a_status_change(a
     db.session.remove()
     set_release_status(app, module_id, "rejected", "Say what it does.")
     sub = Submission(manifest_json=pkg.manifest(description="Buys things for Acme"))
-    updated = publishing.update_release(module_id, {}, sub, actor=user(ctx.developer.email))
+    updated = releases.update_release(module_id, {}, sub, actor=user(ctx.developer.email))
     assert (updated.status, updated.status_reason) == ("pending", None)
     assert updated.description == "Buys things for Acme"
     changes = db.session.execute(
@@ -248,21 +249,21 @@ def test_a_manifest_change_after_approval_is_a_conflict(app, ctx, status):
     set_release_status(app, module_id, status)
     sub = Submission(manifest_json=pkg.manifest(description="changed"))
     with pytest.raises(Conflict):
-        publishing.update_release(module_id, {}, sub, actor=user(ctx.developer.email))
+        releases.update_release(module_id, {}, sub, actor=user(ctx.developer.email))
 
 
 def test_a_resubmission_points_at_the_name_or_version_that_differs(app, ctx):
     release = publish_manifest(pkg.manifest(), actor_email=ctx.developer.email)
     sub = Submission(manifest_json=pkg.manifest("sales", "2.0.0"))
     with pytest.raises(ValidationFailed) as exc:
-        publishing.update_release(release.id, {}, sub, actor=user(ctx.developer.email))
+        releases.update_release(release.id, {}, sub, actor=user(ctx.developer.email))
     assert exc.value.fields == {"/name": "must be purchasing", "/version": "must be 1.0.0"}
 
 
 def test_delete_keeps_the_row_and_its_package_for_audit(app, ctx):
     release = publish_package(PACKAGE, actor_email=ctx.developer.email)
     module_id = release.id
-    publishing.delete_release(module_id, actor=user(ctx.developer.email))
+    releases.delete_release(module_id, actor=user(ctx.developer.email))
     db.session.remove()
     kept = db.session.get(ModuleRelease, module_id)
     assert kept.status == "deleted" and kept.deleted_at is not None
@@ -277,11 +278,11 @@ def test_delete_keeps_the_row_and_its_package_for_audit(app, ctx):
     ).scalars().all() == ["module.registered", "module.deleted"]
     assert STORED in stored_files(app)
     with pytest.raises(NotFound):
-        publishing.package_path(module_id, actor=user(ctx.admin.email))
+        releases.package_path(module_id, actor=user(ctx.admin.email))
 
 
 def test_a_package_missing_from_the_store_is_not_found_rather_than_an_error(app, ctx):
     release = publish_package(PACKAGE, actor_email=ctx.developer.email)
-    publishing.package_store().delete(DIGEST)
+    releases.package_store().delete(DIGEST)
     with pytest.raises(NotFound):
-        publishing.package_path(release.id, actor=user(ctx.developer.email))
+        releases.package_path(release.id, actor=user(ctx.developer.email))

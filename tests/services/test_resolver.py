@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from portal.services import accounts
+from portal.services.accounts import users
 from portal.services.errors import ValidationFailed
-from portal.services.installations import InstallRequest, install_module, plan_installation
+from portal.services.installations.installs import InstallRequest, install_module, plan_installation
 from tests.helpers import approved_release
 
 
 def _plan(module, version="*", actor="admin@acme.test"):
     _company, plan = plan_installation(
-        InstallRequest(module=module, version=version), actor=accounts.user_by_email(actor)
+        InstallRequest(module=module, version=version), actor=users.user_by_email(actor)
     )
     return [(s.module, s.version, s.action) for s in plan.steps]
 
@@ -20,7 +20,7 @@ def _plan(module, version="*", actor="admin@acme.test"):
 def _install(module, version="*", **kw):
     return install_module(
         InstallRequest(module=module, version=version, install_dependencies=True, **kw),
-        actor=accounts.user_by_email("admin@acme.test"),
+        actor=users.user_by_email("admin@acme.test"),
     )
 
 
@@ -99,11 +99,11 @@ def test_a_missing_dependency_is_named(app_ctx, people):
 
 
 def test_deprecated_releases_are_offered_only_when_pinned_exactly(app_ctx, people):
-    from portal.services.review import change_status
+    from portal.services.review.decisions import change_status
 
     old = approved_release("inventory", "1.0.0")
     approved_release("inventory", "1.1.0")
-    change_status(old.id, "deprecated", actor=accounts.user_by_email("admin@example.com"))
+    change_status(old.id, "deprecated", actor=users.user_by_email("admin@example.com"))
     with pytest.raises(ValidationFailed):
         _plan("inventory", "<1.1.0")
     assert _plan("inventory", "=1.0.0") == [("inventory", "1.0.0", "install")]

@@ -11,8 +11,9 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Event, ModuleRelease, StatusChange
-from portal.services import accounts, review
+from portal.services.accounts import users
 from portal.services.errors import Conflict, PermissionDenied, ValidationFailed
+from portal.services.review import decisions as review
 from tests.helpers import (
     PASSWORD,
     bearer,
@@ -33,7 +34,7 @@ GLOBEX_ADMIN = "admin@globex.test"
 
 
 def _user(email):
-    return accounts.user_by_email(email)
+    return users.user_by_email(email)
 
 
 def _decide(module_id: int, status: str, reason: str | None = None, *, by: str = ADMIN):
@@ -145,8 +146,8 @@ def test_the_publisher_or_an_admin_deprecates_an_approved_release(acme, by):
 
 
 def test_a_resubmitted_rejection_goes_back_to_the_queue_and_can_then_be_approved(acme):
-    from portal.services.publishing import update_release
-    from portal.services.submissions import Submission
+    from portal.services.publishing.releases import update_release
+    from portal.services.publishing.submissions import Submission
 
     _decide(acme, "rejected", "Say more in the description.")
     fixed = manifest(description="Purchase orders, approvals and supplier invoices")
@@ -172,7 +173,7 @@ def test_developers_and_company_admins_cannot_decide(acme, by, status):
 @pytest.mark.parametrize("status", ["approved", "rejected"])
 def test_an_admin_cannot_decide_on_a_release_they_uploaded_themselves(app_ctx, people, status):
     own = publish_manifest(manifest(), actor_email=ADMIN, publisher="acme").id
-    accounts.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
+    users.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
 
     with pytest.raises(PermissionDenied):
         _decide(own, status, "looks fine to me")
@@ -293,7 +294,7 @@ def _together(app, decisions: list[tuple[str, int, str, str | None]]) -> list:
     def decide(i: int, email: str, module_id: int, status: str, reason: str | None) -> None:
         with app.app_context():
             try:
-                actor = accounts.user_by_email(email)
+                actor = users.user_by_email(email)
                 # Detach the actor and end the read: on SQLite a transaction outside a
                 # request holds the write lock, which would keep the other thread out.
                 db.session.close()
@@ -346,15 +347,15 @@ ROUNDS = [
 
 def _second_admin(app) -> None:
     with app.app_context():
-        accounts.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
+        users.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
         db.session.remove()
 
 
 def test_two_admins_deciding_at_once_one_wins_the_other_gets_a_conflict(app, people):
     _second_admin(app)
     rounds = ROUNDS * 2
-    for module_id, decisions in zip(_pending_releases(app, len(rounds)), rounds, strict=True):
-        _assert_one_winner(app, module_id, _race(app, module_id, decisions))
+    for module_id, choices in zip(_pending_releases(app, len(rounds)), rounds, strict=True):
+        _assert_one_winner(app, module_id, _race(app, module_id, choices))
 
 
 def test_deciding_two_releases_of_one_name_at_once_both_apply(app, people):
@@ -419,7 +420,7 @@ def sqlite_app(tmp_path):
     """The embedded mode, always SQLite, whatever backend the rest of the run uses."""
 
     def seed(_people):
-        accounts.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
+        users.create_user(SECOND_ADMIN, PASSWORD, "platform_admin")
 
     with embedded_sqlite_app(tmp_path, seed) as (app, _people):
         yield app
@@ -431,8 +432,8 @@ def test_two_admins_at_once_on_the_embedded_sqlite_one_wins_the_other_gets_a_con
     assert sqlite_app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite")
     rounds = ROUNDS * 2
     ids = _pending_releases(sqlite_app, len(rounds))
-    for module_id, decisions in zip(ids, rounds, strict=True):
-        _assert_one_winner(sqlite_app, module_id, _race(sqlite_app, module_id, decisions))
+    for module_id, choices in zip(ids, rounds, strict=True):
+        _assert_one_winner(sqlite_app, module_id, _race(sqlite_app, module_id, choices))
 
 
 def test_on_the_embedded_sqlite_a_decision_read_before_another_won_is_a_conflict(sqlite_app):

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from portal.services import accounts, review
+from portal.services.accounts import users
+from portal.services.review import decisions
 from tests.helpers import (
     bearer,
     bulk_modules,
@@ -30,13 +31,13 @@ def release(name, version="1.0.0", *, status="approved", by=ACME_DEV, visibility
     published = publish_manifest(
         manifest(name, version, **extra), actor_email=by, visibility=visibility
     )
-    admin = accounts.user_by_email(ADMIN)
+    admin = users.user_by_email(ADMIN)
     if status in ("approved", "deprecated"):
-        review.change_status(published.id, "approved", actor=admin)
+        decisions.change_status(published.id, "approved", actor=admin)
     if status == "deprecated":
-        review.change_status(published.id, "deprecated", actor=admin)
+        decisions.change_status(published.id, "deprecated", actor=admin)
     elif status == "rejected":
-        review.change_status(published.id, "rejected", "Not yet.", actor=admin)
+        decisions.change_status(published.id, "rejected", "Not yet.", actor=admin)
     return published.id
 
 
@@ -194,8 +195,8 @@ def test_latest_is_one_release_per_name_newest_by_semver_stable_preferred(app, c
 
 def test_deprecated_releases_are_never_in_search_results_or_latest(app, client, versions):
     with app.app_context():
-        review.change_status(
-            versions["1.10.0"], "deprecated", actor=accounts.user_by_email(ACME_DEV)
+        decisions.change_status(
+            versions["1.10.0"], "deprecated", actor=users.user_by_email(ACME_DEV)
         )
         db.session.remove()
     assert _latest(app, client) == {"purchasing": "1.2.0", "beta-only": "0.1.0-beta.11"}
@@ -234,7 +235,7 @@ def private_release(app, people):
             visibility="private",
         )
         secret_id = secret.id
-        review.change_status(secret_id, "approved", actor=accounts.user_by_email(ADMIN))
+        decisions.change_status(secret_id, "approved", actor=users.user_by_email(ADMIN))
         release("sauce-public", description="Public recipe")
         db.session.remove()
     return secret_id

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 
 from portal.extensions import db
-from portal.services import accounts, lifecycle
+from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound
-from portal.services.installations import InstallRequest, install_module
-from portal.services.version_change import preview_version_change
+from portal.services.installations import lifecycle
+from portal.services.installations.installs import InstallRequest, install_module
+from portal.services.installations.version_change import preview_version_change
 from tests.helpers import approved_release, lifecycle_state
 
 ACME_ADMIN, GLOBEX_ADMIN = "admin@acme.test", "admin@globex.test"
@@ -33,7 +34,7 @@ def ledger(app, people):
             approved_release("ledger", version, config_schema=SCHEMA)
         approved_release("ledger", "3.0.0", config_schema=STRICT_SCHEMA)
         approved_release("billing", "1.0.0", deps={"ledger": "^1.1.0"})
-        acme = accounts.user_by_email(ACME_ADMIN)
+        acme = users.user_by_email(ACME_ADMIN)
         inst, _ = install_module(
             InstallRequest(module="ledger", version="=1.1.0", config={"currency": "EUR"}),
             actor=acme,
@@ -46,9 +47,7 @@ def ledger(app, people):
 
 def _preview(app, installation_id: int, version: str, email: str = ACME_ADMIN):
     with app.app_context():
-        result = preview_version_change(
-            installation_id, version, actor=accounts.user_by_email(email)
-        )
+        result = preview_version_change(installation_id, version, actor=users.user_by_email(email))
         steps = [(s.module, s.version, s.action) for s in result.plan.steps] if result.plan else []
         db.session.remove()
     return result, steps
@@ -86,11 +85,11 @@ def test_no_such_version_is_422(app, ledger, version, status):
 def test_a_configuration_the_new_release_refuses_is_422_with_its_reasons(app, ledger):
     with app.app_context():
         lifecycle.uninstall_installation(
-            ledger, actor=accounts.user_by_email(ACME_ADMIN), cascade=True
+            ledger, actor=users.user_by_email(ACME_ADMIN), cascade=True
         )
         install_module(
             InstallRequest(module="ledger", version="=2.0.0", config={"currency": "EUR"}),
-            actor=accounts.user_by_email(ACME_ADMIN),
+            actor=users.user_by_email(ACME_ADMIN),
         )
         db.session.remove()
 
@@ -105,7 +104,7 @@ def test_another_companys_installation_is_not_found_and_an_uninstalled_one_a_con
         _preview(app, ledger, "1.2.0", email=GLOBEX_ADMIN)
     with app.app_context():
         lifecycle.uninstall_installation(
-            ledger, actor=accounts.user_by_email(ACME_ADMIN), cascade=True
+            ledger, actor=users.user_by_email(ACME_ADMIN), cascade=True
         )
         db.session.remove()
     with pytest.raises(Conflict):

@@ -15,14 +15,15 @@ import pytest
 import referencing.exceptions
 from jsonschema import Draft202012Validator
 
-from portal.config_schema import (
+from portal.lib.config_schema import (
     check_config_schema,
     config_validator,
     mask_secrets,
     secret_fields,
     validate_config,
 )
-from portal.manifest import (
+from portal.services.errors import BadRequest, TooLarge, ValidationFailed
+from portal.services.publishing.manifest import (
     MAX_MANIFEST_BYTES,
     check_manifest,
     load_manifest_json,
@@ -30,7 +31,6 @@ from portal.manifest import (
     manifest_schema,
     validate_manifest,
 )
-from portal.services.errors import BadRequest, TooLarge, ValidationFailed
 
 # The original design's example, exactly as spec/manifest.md shows it.
 SPEC_EXAMPLE = """\

@@ -12,14 +12,9 @@ import zipfile
 
 import pytest
 
-from portal.packages import (
-    MAX_ENTRIES,
-    PackageStore,
-    detect_kind,
-    inspect_package,
-    stream_to_temp,
-)
 from portal.services.errors import TooLarge, UnsupportedType, ValidationFailed
+from portal.services.publishing.inspection import MAX_ENTRIES, detect_kind, inspect_package
+from portal.services.publishing.storage import PackageStore, stream_to_temp
 
 MANIFEST = b"name: demo\nversion: 1.0.0\n"
 MIB = 1024 * 1024

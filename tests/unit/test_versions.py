@@ -9,7 +9,7 @@ import semver
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from portal.versions import (
+from portal.lib.versions import (
     Constraint,
     InvalidConstraint,
     InvalidVersion,

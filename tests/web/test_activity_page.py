@@ -10,7 +10,8 @@ import pytest
 
 from portal import events
 from portal.extensions import db
-from portal.services import accounts, review
+from portal.services.accounts import users
+from portal.services.review import decisions
 from portal.services.uow import unit_of_work
 from tests.helpers import login, publish_manifest
 from tests.packaging import manifest
@@ -44,11 +45,11 @@ def log(app, people):
     """acme: purchasing registered + approved, an installation event; globex: payroll
     registered + rejected with a reason."""
     with app.app_context():
-        admin = accounts.user_by_email(ADMIN)
+        admin = users.user_by_email(ADMIN)
         purchasing = publish_manifest(manifest("purchasing", "1.2.0"), actor_email=ACME_DEV)
-        review.change_status(purchasing.id, "approved", actor=admin)
+        decisions.change_status(purchasing.id, "approved", actor=admin)
         payroll = publish_manifest(manifest("payroll"), actor_email=GLOBEX_DEV)
-        review.change_status(payroll.id, "rejected", "Needs a config_schema.", actor=admin)
+        decisions.change_status(payroll.id, "rejected", "Needs a config_schema.", actor=admin)
         record(events.INSTALLATION_CREATED, "acme", installation_id=7)
         db.session.remove()
     return people

@@ -10,8 +10,8 @@ import pytest
 from flask import render_template_string
 from werkzeug.datastructures import MultiDict
 
-from portal.config_schema import MASK, validate_config
-from portal.web.config_form import config_from_form, fields_for, parse_form
+from portal.lib.config_schema import MASK, validate_config
+from portal.web.installations.config_form import config_from_form, fields_for, parse_form
 
 RENDER = (
     '{% from "installations/_config_fields.html" import render_field %}'

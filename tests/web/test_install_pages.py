@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Event, Installation, InstallationRevision
-from portal.services import accounts
-from portal.services.installations import InstallRequest, install_module
+from portal.services.accounts import users
+from portal.services.installations.installs import InstallRequest, install_module
 from tests.helpers import approved_release, count, login
 
 INVENTORY_SCHEMA = {
@@ -101,7 +101,7 @@ def test_an_installed_dependency_is_kept_and_gets_no_form(app, client, catalog_)
     with app.app_context():
         install_module(
             InstallRequest(module="inventory", config={"warehouse": "W"}),
-            actor=accounts.user_by_email(catalog_.acme_admin.email),
+            actor=users.user_by_email(catalog_.acme_admin.email),
         )
     login(client, catalog_.acme_admin.email)
     html = client.get("/modules/purchasing/install").get_data(as_text=True)
@@ -232,7 +232,7 @@ def test_an_installed_module_says_so_with_a_link_to_the_installations(app, clien
     with app.app_context():
         install_module(
             InstallRequest(module="inventory", config={"warehouse": "W"}),
-            actor=accounts.user_by_email(catalog_.acme_admin.email),
+            actor=users.user_by_email(catalog_.acme_admin.email),
         )
     login(client, catalog_.acme_admin.email)
     resp = client.get("/modules/inventory/install")
@@ -261,7 +261,7 @@ def test_the_installations_page_is_for_the_company_and_platform_admins(app, clie
     with app.app_context():
         install_module(
             InstallRequest(module="inventory", config={"warehouse": "W"}),
-            actor=accounts.user_by_email(catalog_.acme_admin.email),
+            actor=users.user_by_email(catalog_.acme_admin.email),
         )
     cases = [
         (catalog_.acme_admin.email, 200),

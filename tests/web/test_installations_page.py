@@ -15,9 +15,10 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import Company, Installation, InstallationRevision, ModuleRelease
 from portal.models.base import utcnow
-from portal.services import accounts, lifecycle
-from portal.services.health import record_health
-from portal.services.installations import InstallRequest, install_module
+from portal.services.accounts import users
+from portal.services.health.records import record_health
+from portal.services.installations import lifecycle
+from portal.services.installations.installs import InstallRequest, install_module
 from portal.services.uow import unit_of_work
 from tests.helpers import approved_release, bulk_modules, installation_state, login
 
@@ -46,7 +47,7 @@ def room(app, people):
         for version in ("1.0.0", "1.1.0", "1.2.0", "2.0.0"):
             approved_release("ledger", version, config_schema=LEDGER_SCHEMA)
         approved_release("billing", "1.0.0", deps={"ledger": "^1.1.0"})
-        acme = accounts.user_by_email(ACME_ADMIN)
+        acme = users.user_by_email(ACME_ADMIN)
         config = {"currency": "EUR", "limit": 10, "api_key": SECRET}
         ledger, _ = install_module(
             InstallRequest(module="ledger", version="=1.0.0", config=config), actor=acme
@@ -55,7 +56,7 @@ def room(app, people):
         billing, _ = install_module(InstallRequest(module="billing"), actor=acme)
         globex, _ = install_module(
             InstallRequest(module="ledger", config={"currency": "GBP", "api_key": "other"}),
-            actor=accounts.user_by_email(GLOBEX_ADMIN),
+            actor=users.user_by_email(GLOBEX_ADMIN),
         )
         ids = {"ledger": ledger.id, "billing": billing.id, "globex": globex.id}
         db.session.remove()
@@ -154,7 +155,7 @@ def test_upgrade_available_costs_a_bounded_number_of_statements(app, people):
     def add(names):
         nonlocal acme
         with app.app_context():
-            acme = accounts.user_by_email(ACME_ADMIN)
+            acme = users.user_by_email(ACME_ADMIN)
             for name in names:
                 approved_release(name, "1.0.0")
                 approved_release(name, "1.1.0")
@@ -782,7 +783,7 @@ def test_the_health_fragment_takes_one_query_whatever_the_number_of_modules(app,
         for i in range(5):
             approved_release(f"extra-{i}", "1.0.0")
             install_module(
-                InstallRequest(module=f"extra-{i}"), actor=accounts.user_by_email(ACME_ADMIN)
+                InstallRequest(module=f"extra-{i}"), actor=users.user_by_email(ACME_ADMIN)
             )
         db.session.remove()
     many = _statements(app, acme_htmx, f"{ROOT}/health")

@@ -14,7 +14,8 @@ from portal import create_app
 from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import Company, Installation, ModuleRelease
-from portal.services import accounts, review
+from portal.services.accounts import users
+from portal.services.review import decisions
 from tests.helpers import (
     bearer,
     bulk_modules,
@@ -52,10 +53,10 @@ CONFIG_SCHEMA = {
 
 
 def approve(module_id: int, status: str = "approved") -> None:
-    admin = accounts.user_by_email(ADMIN)
-    review.change_status(module_id, "approved", actor=admin)
+    admin = users.user_by_email(ADMIN)
+    decisions.change_status(module_id, "approved", actor=admin)
     if status == "deprecated":
-        review.change_status(module_id, "deprecated", actor=admin)
+        decisions.change_status(module_id, "deprecated", actor=admin)
 
 
 def release(name, version="1.0.0", *, status="approved", by=ACME_DEV, **extra) -> int:
@@ -346,7 +347,7 @@ def test_the_module_page_shows_the_configuration_it_expects(client, module_page)
 
 
 def test_config_fields_follow_local_refs_and_describe_arrays():
-    from portal.services.marketplace import config_fields
+    from portal.services.catalog.cards import config_fields
 
     schema = {
         "type": "object",

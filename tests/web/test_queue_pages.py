@@ -15,8 +15,10 @@ import sqlalchemy as sa
 from portal.extensions import db
 from portal.models import Event, ModuleRelease
 from portal.models.base import utcnow
-from portal.services import accounts, queue_report, review
-from portal.web.queue import file_size, time_ago
+from portal.services.accounts import users
+from portal.services.review import decisions
+from portal.services.review import report as reports
+from portal.web.review import file_size, time_ago
 from tests.helpers import login, publish_manifest, publish_package, set_release_status
 from tests.packaging import manifest, manifest_yaml, zip_package
 
@@ -59,7 +61,7 @@ def _publish(
 
 def _approve(app, module_id: int) -> None:
     with app.app_context():
-        review.change_status(module_id, "approved", actor=accounts.user_by_email(ADMIN))
+        decisions.change_status(module_id, "approved", actor=users.user_by_email(ADMIN))
         db.session.remove()
 
 
@@ -261,7 +263,7 @@ def test_the_report_resolves_each_dependency_against_approved_releases(app, admi
     )
 
     with app.app_context():
-        report = queue_report.release_report(module_id, actor=accounts.user_by_email(ADMIN))
+        report = reports.release_report(module_id, actor=users.user_by_email(ADMIN))
         deps = {d.name: d for d in report.dependencies}
         assert deps["base-lib"].match.version == "1.5.0"  # highest satisfying, not 2.0.0
         assert deps["base-lib"].approved_versions == ["2.0.0", "1.5.0", "1.2.0"]
@@ -303,12 +305,12 @@ def test_the_report_diffs_the_manifest_against_the_previous_approved_release(app
     _approve(app, _publish(app, version="2.0.0"))  # higher: not "previous"
     rejected = _publish(app, version="1.2.5")
     with app.app_context():
-        review.change_status(rejected, "rejected", "no", actor=accounts.user_by_email(ADMIN))
+        decisions.change_status(rejected, "rejected", "no", actor=users.user_by_email(ADMIN))
         db.session.remove()
     module_id = _publish(app, version="1.3.0", tags=["erp", "procurement"], category="finance")
 
     with app.app_context():
-        diff = queue_report.release_report(module_id, actor=accounts.user_by_email(ADMIN)).diff
+        diff = reports.release_report(module_id, actor=users.user_by_email(ADMIN)).diff
         assert diff.previous.version == "1.2.0"
         changed = [(line.kind, line.text) for line in diff.lines if line.kind != "context"]
         assert changed == [

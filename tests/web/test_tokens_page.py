@@ -6,7 +6,7 @@ import re
 
 from portal.extensions import db
 from portal.models import ApiToken
-from portal.services import accounts
+from portal.services.accounts import users
 from tests.helpers import count, login
 
 
@@ -19,7 +19,7 @@ def test_a_new_token_is_shown_once_and_stored_hashed(app, client, people):
     with app.app_context():
         stored = db.session.execute(db.select(ApiToken)).scalar_one()
         assert plain not in (stored.token_hash, stored.prefix)
-        assert accounts.user_for_bearer(plain).email == people.developer.email
+        assert users.user_for_bearer(plain).email == people.developer.email
 
 
 def test_htmx_create_returns_only_the_tokens_fragment(htmx_client, people):
@@ -51,8 +51,8 @@ def test_revoking_own_token_marks_it_revoked(app, client, people):
 
 def test_revoking_another_users_token_is_404_and_changes_nothing(app, client, people):
     with app.app_context():
-        owner = accounts.user_by_email(people.globex_dev.email)
-        token, _ = accounts.create_api_token(owner, "theirs")
+        owner = users.user_by_email(people.globex_dev.email)
+        token, _ = users.create_api_token(owner, "theirs")
         token_id = token.id
         db.session.remove()
     login(client, people.developer.email)

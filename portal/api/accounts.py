@@ -1,0 +1,41 @@
+"""POST /api/v1/auth/token: email and password for a short-lived JWT."""
+
+from __future__ import annotations
+
+from flask import jsonify
+
+from portal.api.base import bp, json_body
+from portal.api.openapi import document
+from portal.api.schemas import AUTH_TOKEN_REQUEST, AUTH_TOKEN_RESPONSE
+from portal.services.accounts import users
+from portal.services.errors import ValidationFailed
+
+
+@bp.post("/auth/token")
+@document(
+    summary="Issue a JWT for an email and password",
+    description="A short-lived access token for `Authorization: Bearer`. Bad credentials "
+    "get the same 401 whether the email exists or not; repeated failures for one email "
+    "get 429 until the window ends.",
+    tags=["Auth"],
+    auth=False,
+    request={"application/json": AUTH_TOKEN_REQUEST},
+    responses={
+        200: AUTH_TOKEN_RESPONSE,
+        400: "The body is not a JSON object.",
+        401: "Bad credentials.",
+        422: "Email or password missing.",
+        429: "Too many failed sign-ins for this email; see `Retry-After`.",
+    },
+)
+def issue_token():
+    body = json_body()
+    errors = [
+        {"pointer": f"/{key}", "message": "is required"}
+        for key in ("email", "password")
+        if not isinstance(body.get(key), str) or not body[key]
+    ]
+    if errors:
+        raise ValidationFailed("Email and password are required.", errors=errors)
+    user = users.authenticate(body["email"], body["password"])
+    return jsonify(users.issue_jwt(user))

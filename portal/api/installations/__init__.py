@@ -1,0 +1,1 @@
+"""API for installations: plans and installs, lifecycle, runtime health."""

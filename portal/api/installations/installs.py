@@ -1,0 +1,121 @@
+"""Installations: plan, install, list, read."""
+
+from __future__ import annotations
+
+from flask import jsonify, request, url_for
+
+from portal.api import schemas
+from portal.api.base import bp, created, current_actor, json_body
+from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
+from portal.api.serializers import installation_json, page_json, plan_json
+from portal.services.errors import ValidationFailed
+from portal.services.installations import installs
+from portal.services.installations.installs import InstallRequest
+from portal.services.paging import parse_paging
+
+_FIELD_TYPES = {
+    "module_id": (int,),
+    "module": (str,),
+    "version": (str,),
+    "config": (dict,),
+    "endpoint_url": (str,),
+    "install_dependencies": (bool,),
+    "company": (str,),
+    "dependency_configs": (dict,),
+}
+
+
+def install_request(body: dict) -> InstallRequest:
+    """The install body of api.md. Raises ValidationFailed naming each mistyped field."""
+    errors = []
+    for key, types in _FIELD_TYPES.items():
+        value = body.get(key)
+        wrong_bool = key == "module_id" and isinstance(value, bool)
+        if value is not None and (not isinstance(value, types) or wrong_bool):
+            kind = {int: "an integer", str: "text", dict: "an object", bool: "true or false"}
+            errors.append({"pointer": f"/{key}", "message": f"must be {kind[types[0]]}"})
+    if errors:
+        raise ValidationFailed("The request is invalid.", errors=errors)
+    fields = {k: body[k] for k in _FIELD_TYPES if body.get(k) is not None}
+    return InstallRequest(**fields)
+
+
+@bp.post("/installations/plan")
+@document(
+    summary="The install plan, dependencies included; nothing changes",
+    tags=["Installations"],
+    request={"application/json": schemas.INSTALL_REQUEST},
+    responses={
+        200: schemas.PLAN,
+        404: "The module is not visible or not installable.",
+        409: "Installed already.",
+        422: "No plan exists (the conflict explained), or an invalid request.",
+    },
+)
+def plan():
+    actor = current_actor()
+    _company, result = installs.plan_installation(install_request(json_body()), actor=actor)
+    return jsonify(plan_json(result))
+
+
+@bp.post("/installations/")
+@bp.post("/installations", endpoint="install_no_slash")
+@document(
+    summary="Install a module for a company (all or nothing)",
+    tags=["Installations"],
+    request={"application/json": schemas.INSTALL_REQUEST},
+    responses={
+        201: schemas.INSTALL_RESULT,
+        403: "Not a company admin or platform admin.",
+        404: "The module or company is not visible.",
+        409: "Installed already.",
+        413: "The configuration is too large.",
+        422: "Invalid configuration (pointers into it), or unresolvable dependencies.",
+    },
+)
+def install():
+    actor = current_actor()
+    inst, deps = installs.install_module(install_request(json_body()), actor=actor)
+    body = installation_json(inst)
+    body["installed_dependencies"] = [installation_json(d) for d in deps]
+    return created(body, url_for("api.get_installation", installation_id=inst.id))
+
+
+@bp.get("/installations/")
+@bp.get("/installations", endpoint="list_installations_no_slash")
+@document(
+    summary="A company's installations",
+    tags=["Installations"],
+    parameters=[
+        query_parameter("company", "Company slug (platform admins)."),
+        query_parameter("status", "installed (default), uninstalled or all."),
+        query_parameter("module", "Module name."),
+        query_parameter("health", "unknown, healthy, degraded or unhealthy."),
+        *PAGING_PARAMETERS,
+    ],
+    responses={200: page_of(schemas.INSTALLATION), 422: "A bad filter or paging value."},
+)
+def list_installations():
+    actor = current_actor()
+    page, per_page = parse_paging(request.args)
+    result = installs.list_installations(
+        actor=actor,
+        page=page,
+        per_page=per_page,
+        company=request.args.get("company") or None,
+        status=request.args.get("status") or "installed",
+        module=request.args.get("module") or None,
+        health=request.args.get("health") or None,
+    )
+    return jsonify(page_json(result, installation_json))
+
+
+@bp.get("/installations/<int:installation_id>")
+@document(
+    summary="One installation",
+    tags=["Installations"],
+    responses={200: schemas.INSTALLATION, 404: "Absent or another company's."},
+)
+def get_installation(installation_id: int):
+    inst = installs.get_installation(installation_id, actor=current_actor())
+    return jsonify(installation_json(inst))

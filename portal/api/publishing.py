@@ -1,0 +1,116 @@
+"""Publishing in the API: upload a release, edit or resubmit it, delete it, check a manifest."""
+
+from __future__ import annotations
+
+from flask import current_app, jsonify, request, url_for
+
+from portal.api import schemas
+from portal.api.base import bp, created, current_actor
+from portal.api.openapi import document
+from portal.api.serializers import module_json
+from portal.http.uploads import json_object, submission_from_request
+from portal.services.errors import DomainError
+from portal.services.publishing import releases
+from portal.services.publishing.manifest import manifest_schema
+from portal.services.publishing.submissions import read_submission
+
+
+@bp.post("/modules/")
+@bp.post("/modules", endpoint="create_module_no_slash")
+@document(
+    summary="Publish a release (pending review)",
+    tags=["Modules"],
+    request=schemas.MODULE_UPLOAD,
+    responses={
+        201: {
+            "description": "Created",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+            "content": {"application/json": {"schema": schemas.MODULE}},
+        },
+        400: "Unreadable body or YAML (with line and column).",
+        403: "The name belongs to another company, or the role may not publish.",
+        409: "The version exists, or the name is a look-alike of another company's.",
+        413: "The package or manifest is too large.",
+        415: "Not multipart or JSON, or the package is not a zip or tar.gz.",
+        422: "Invalid manifest or package (pointers into the manifest), or sha256 mismatch.",
+    },
+)
+def create_module():
+    actor = current_actor()
+    release = releases.publish_release(submission_from_request(request), actor=actor)
+    return created(module_json(release), url_for("api.get_module", module_id=release.id))
+
+
+@bp.put("/modules/<int:module_id>")
+@document(
+    summary="Edit metadata, or resubmit a pending or rejected release",
+    tags=["Modules"],
+    request=schemas.MODULE_UPDATE,
+    responses={
+        200: schemas.MODULE,
+        403: "Not the publisher's developer nor an admin.",
+        404: "Absent, or not visible to the caller.",
+        409: "A manifest change on an approved release.",
+        422: "Invalid changes or manifest.",
+    },
+)
+def update_module(module_id: int):
+    actor = current_actor()
+    if request.mimetype == "multipart/form-data":
+        changes = {k: request.form.get(k) for k in releases.EDITABLE_FIELDS}
+        sub = submission_from_request(request)
+    else:
+        body = json_object(request, force=True)  # a deep body is a 422, not a 500
+        changes = {k: body.get(k) for k in releases.EDITABLE_FIELDS}
+        sub = submission_from_request(request, json_body=body)
+    release = releases.update_release(module_id, changes, sub, actor=actor)
+    return jsonify(module_json(release))
+
+
+@bp.delete("/modules/<int:module_id>")
+@document(
+    summary="Soft-delete a release (kept for audit, hidden)",
+    tags=["Modules"],
+    responses={204: "Deleted.", 403: "Not the publisher nor an admin.", 404: "Absent."},
+)
+def delete_module(module_id: int):
+    releases.delete_release(module_id, actor=current_actor())
+    return "", 204
+
+
+@bp.post("/modules/validate-manifest")
+@document(
+    summary="Validate a manifest and/or package; nothing is stored",
+    tags=["Modules"],
+    request=schemas.MODULE_UPLOAD,
+    responses={
+        200: schemas.VALIDATION_RESULT,
+        413: "Too large.",
+        415: "Not a zip or tar.gz, or not multipart/JSON.",
+    },
+)
+def validate_manifest():
+    current_actor()
+    try:
+        checked = read_submission(submission_from_request(request))
+    except DomainError as exc:
+        if exc.status != 422:
+            raise
+        return jsonify(
+            {"valid": False, "errors": exc.errors or [{"pointer": "", "message": exc.message}]}
+        )
+    return jsonify({"valid": True, "errors": [], "manifest": checked.manifest})
+
+
+@bp.get("/schemas/manifest.json")
+@document(
+    summary="The manifest's JSON Schema, for editors",
+    tags=["Modules"],
+    auth=False,
+    responses={200: {"type": "object"}},
+)
+def manifest_json_schema():
+    resp = jsonify(manifest_schema())
+    resp.mimetype = "application/schema+json"
+    resp.headers["Cache-Control"] = f"public, max-age={3600 if not current_app.debug else 0}"
+    return resp

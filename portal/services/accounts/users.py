@@ -1,0 +1,260 @@
+"""Companies, users, sign-in, sessions and API tokens (personal tokens and JWTs)."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+from datetime import timedelta
+
+import jwt
+import sqlalchemy as sa
+from flask import current_app
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from portal.extensions import db
+from portal.models import ROLES, ApiToken, Company, SignInFailure, User
+from portal.models.base import utcnow
+from portal.services.accounts.access import company_by_slug
+from portal.services.errors import (
+    Conflict,
+    NotFound,
+    TooManyRequests,
+    Unauthorized,
+    ValidationFailed,
+)
+from portal.services.uow import unit_of_work
+
+SIGN_IN_LIMIT = 5
+SIGN_IN_WINDOW = timedelta(minutes=15)
+API_TOKEN_PREFIX = "mrt_"
+SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+BAD_CREDENTIALS = "Invalid email or password."
+# Checked against when the email is unknown, so both answers take the same time.
+_DUMMY_HASH = generate_password_hash("not-a-real-password", method="pbkdf2:sha256:1000")
+
+
+def _hash_password(password: str) -> str:
+    return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def normalize_email(email: str) -> str:
+    return (email or "").strip().lower()
+
+
+def create_company(slug: str, name: str) -> Company:
+    """Add a company. Raises ValidationFailed, Conflict."""
+    slug = (slug or "").strip()
+    errors = []
+    if not SLUG_RE.match(slug) or len(slug) > 64:
+        errors.append({"pointer": "/slug", "message": "use lowercase letters, digits, hyphens"})
+    if not (name or "").strip():
+        errors.append({"pointer": "/name", "message": "is required"})
+    if errors:
+        raise ValidationFailed("The company is invalid.", errors=errors)
+    with unit_of_work(f"A company with the slug {slug!r} exists already."):
+        company = Company(slug=slug, name=name.strip())
+        db.session.add(company)
+    return company
+
+
+def create_user(email: str, password: str, role: str, company_slug: str | None = None) -> User:
+    """Add a user. Raises ValidationFailed, NotFound (company), Conflict (email taken)."""
+    email = normalize_email(email)
+    errors = []
+    if not EMAIL_RE.match(email):
+        errors.append({"pointer": "/email", "message": "must be an email address"})
+    if len(password or "") < 8:
+        errors.append({"pointer": "/password", "message": "must be at least 8 characters"})
+    if role not in ROLES:
+        errors.append({"pointer": "/role", "message": f"must be one of {', '.join(ROLES)}"})
+    if role != "platform_admin" and not company_slug:
+        errors.append({"pointer": "/company", "message": "is required for this role"})
+    if errors:
+        raise ValidationFailed("The user is invalid.", errors=errors)
+    company = company_by_slug(company_slug) if company_slug else None
+    with unit_of_work(f"A user with the email {email} exists already."):
+        user = User(
+            email=email,
+            password_hash=_hash_password(password),
+            role=role,
+            company_id=company.id if company else None,
+        )
+        db.session.add(user)
+    return user
+
+
+def _recent_failures(email: str) -> list:
+    since = utcnow() - SIGN_IN_WINDOW
+    return list(
+        db.session.execute(
+            sa.select(SignInFailure.failed_at)
+            .where(SignInFailure.email == email, SignInFailure.failed_at >= since)
+            .order_by(SignInFailure.failed_at)
+        ).scalars()
+    )
+
+
+def authenticate(email: str, password: str) -> User:
+    """The user with these credentials. Raises Unauthorized, TooManyRequests.
+
+    After SIGN_IN_LIMIT failures for one email within the window, every attempt for that
+    email (existing or not, right password or not) is refused until the window ends.
+    """
+    email = normalize_email(email)
+    failures = _recent_failures(email)
+    if len(failures) >= SIGN_IN_LIMIT:
+        retry = failures[-SIGN_IN_LIMIT] + SIGN_IN_WINDOW - utcnow()
+        seconds = max(1, math.ceil(retry.total_seconds()))
+        raise TooManyRequests(
+            "Too many failed sign-ins for this account; try again later.",
+            headers={"Retry-After": str(seconds)},
+        )
+    user = db.session.execute(sa.select(User).where(User.email == email)).scalar()
+    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    valid = check_password_hash(stored, password or "")
+    if user is None or not user.password_hash or not valid or not user.active:
+        with unit_of_work():
+            db.session.add(SignInFailure(email=email, failed_at=utcnow()))
+        raise Unauthorized(BAD_CREDENTIALS)
+    with unit_of_work():
+        db.session.execute(sa.delete(SignInFailure).where(SignInFailure.email == email))
+    return user
+
+
+def user_for_session(session_id: str) -> User | None:
+    """The user a session cookie names, if that session has not been signed out."""
+    user_id, _, version = (session_id or "").partition(":")
+    if not user_id.isdigit() or not version.isdigit():
+        return None
+    user = db.session.get(User, int(user_id))
+    if user is None or user.session_version != int(version) or not user.active:
+        return None
+    return user
+
+
+def end_sessions(user: User) -> None:
+    """Sign out everywhere: cookies issued before now stop naming a valid session."""
+    with unit_of_work():
+        db.session.execute(
+            sa.update(User)
+            .where(User.id == user.id)
+            .values(session_version=User.session_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def issue_jwt(user: User) -> dict:
+    """A short-lived HS256 access token for the API."""
+    config = current_app.config
+    now = utcnow()
+    ttl = config["JWT_TTL_SECONDS"]
+    claims = {
+        "sub": str(user.id),
+        "email": user.email,
+        "role": user.role,
+        "company": user.company.slug if user.company else None,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl),
+        "aud": config["JWT_AUDIENCE"],
+        "iss": "module-registry-service",
+    }
+    token = jwt.encode(claims, config["SECRET_KEY"], algorithm="HS256")
+    return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
+
+
+def _user_from_jwt(token: str) -> User:
+    """Our own HS256 tokens, or the platform auth service's (RS256/ES256 by its key set).
+    The header's algorithm picks the path, and each path accepts only its own family, so a
+    token signed with HMAC over the public key can never pass as the auth service's."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"The token is not valid: {exc}.") from exc
+    config = current_app.config
+    if header.get("alg") in config["AUTH_ALGORITHMS"] and config.get("AUTH_JWKS_URL"):
+        from portal.services.accounts.platform_auth import user_from_platform_token
+
+        return user_from_platform_token(token, header)
+    try:
+        claims = jwt.decode(
+            token,
+            config["SECRET_KEY"],
+            algorithms=["HS256"],
+            audience=config["JWT_AUDIENCE"],
+            issuer="module-registry-service",
+            options={"require": ["exp", "iat", "sub", "aud"]},
+        )
+    except jwt.PyJWTError as exc:
+        raise Unauthorized(f"The token is not valid: {exc}.") from exc
+    sub = str(claims.get("sub", ""))
+    user = db.session.get(User, int(sub)) if sub.isdigit() else None
+    if user is None or not user.active:
+        raise Unauthorized("The token's user does not exist.")
+    return user
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def user_for_bearer(token: str) -> User:
+    """The user a bearer token (personal API token or JWT) belongs to. Raises Unauthorized."""
+    token = (token or "").strip()
+    if not token:
+        raise Unauthorized("A bearer token is required.")
+    if not token.startswith(API_TOKEN_PREFIX):
+        return _user_from_jwt(token)
+    api_token = db.session.execute(
+        sa.select(ApiToken).where(ApiToken.token_hash == _token_hash(token))
+    ).scalar()
+    if api_token is None or api_token.revoked_at is not None or not api_token.user.active:
+        raise Unauthorized("The API token is not valid or has been revoked.")
+    return api_token.user
+
+
+def create_api_token(user: User, name: str) -> tuple[ApiToken, str]:
+    """A new personal token; the plain token is returned once and never stored."""
+    name = (name or "").strip() or "API token"
+    if len(name) > 100:
+        raise ValidationFailed(
+            "The token name is too long.",
+            errors=[{"pointer": "/name", "message": "at most 100 characters"}],
+        )
+    plain = API_TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with unit_of_work():
+        token = ApiToken(
+            user_id=user.id, name=name, token_hash=_token_hash(plain), prefix=plain[:10]
+        )
+        db.session.add(token)
+    return token, plain
+
+
+def list_api_tokens(user: User) -> list[ApiToken]:
+    return list(
+        db.session.execute(
+            sa.select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id.desc())
+        ).scalars()
+    )
+
+
+def revoke_api_token(token_id: int, *, actor: User) -> ApiToken:
+    """Revoke one of the actor's own tokens. Raises NotFound (also for others' tokens)."""
+    token = db.session.get(ApiToken, token_id)
+    if token is None or token.user_id != actor.id:
+        raise NotFound("No such token.")
+    if token.revoked_at is not None:
+        raise Conflict("This token has been revoked already.")
+    with unit_of_work():
+        token.revoked_at = utcnow()
+    return token
+
+
+def user_by_email(email: str) -> User:
+    """Raises NotFound."""
+    user = db.session.execute(sa.select(User).where(User.email == normalize_email(email))).scalar()
+    if user is None:
+        raise NotFound(f"No user with the email {email}.")
+    return user

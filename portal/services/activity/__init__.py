@@ -1,0 +1,1 @@
+"""Activity: the event log as admins read it."""

@@ -1,0 +1,1 @@
+"""Health: probing installations' endpoints and recording what they report."""

@@ -1,0 +1,1 @@
+"""Installations: plans, installs, configuration, version changes, rollback and uninstall."""

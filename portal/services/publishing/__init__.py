@@ -1,0 +1,1 @@
+"""Publishing: manifests, package inspection and storage, and a developer's releases."""

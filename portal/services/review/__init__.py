@@ -1,0 +1,1 @@
+"""Review: the approval queue, its check report, and decisions on releases."""

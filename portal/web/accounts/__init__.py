@@ -1,0 +1,1 @@
+"""Pages for signing in and out and for personal API tokens."""

@@ -1,0 +1,1 @@
+"""The marketplace and the module pages."""

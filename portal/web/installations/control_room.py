@@ -1,0 +1,308 @@
+"""The company's control room at /company/<slug>/installations: the installed modules with
+live health badges and "upgrade available", and per installation a panel that opens in
+place (htmx) or as a page of its own (no JavaScript): configure, change version with the
+plan shown first, revision history with diffs and rollback, uninstall naming the
+dependents. Forms post and, without htmx, redirect (303); with htmx the list comes back out
+of band. The routes live on the installations blueprint (portal/web/installs.py
+imports this module, which imports versions.py, the version change)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import flash, request, url_for
+from flask_login import current_user, login_required
+
+from portal.models import Installation
+from portal.services.accounts.access import visible_company
+from portal.services.errors import Conflict, TooLarge, ValidationFailed
+from portal.services.health.records import health_badges
+from portal.services.installations import installs, lifecycle
+from portal.services.installations.installs import config_schema_of
+from portal.web import htmx
+from portal.web.installations.config_form import Fields, fields_for, parse_form
+from portal.web.installations.control_room_data import history
+from portal.web.installations.shared import (
+    ONE,
+    ROOT,
+    bp,
+    done,
+    endpoint_url,
+    endpoint_url_errors,
+    first_per_pointer,
+    index_url,
+    list_context,
+    owned,
+    panel,
+    posted_int,
+    present,
+    require_active,
+    require_installer,
+)
+
+PREFIX = "config"
+
+
+# --- The page and its polled badges ---------------------------------------------------------
+
+
+@bp.get(ROOT)
+@login_required
+def index(slug: str):
+    """The control room; htmx (paging) gets the list block alone."""
+    require_installer()
+    company = visible_company(current_user, slug)
+    return htmx.render("installations/index.html", block="installations", **list_context(company))
+
+
+@bp.get(ROOT + "/health")
+@login_required
+def health(slug: str):
+    """The health badges, out of band, for the page's polling: one query (company admins)."""
+    require_installer()
+    rows = health_badges(slug, actor=current_user)
+    return htmx.render("installations/_health_oob.html", rows=rows)
+
+
+# --- Configure -------------------------------------------------------------------------------
+
+
+@dataclass
+class ConfigureForm:
+    """The generated form of an installation's configuration, plus its endpoint URL, based
+    on one revision."""
+
+    inst: Installation
+    fields: Fields
+    endpoint_url: str
+    revision: int
+    endpoint_errors: list = field(default_factory=list)
+    form_errors: list = field(default_factory=list)
+    conflict: str | None = None
+    failed: bool = False
+    errors_id: str = "configure-section-errors"
+
+
+@bp.get(ONE + "/configure")
+@login_required
+def configure(slug: str, installation_id: int):
+    company, inst = owned(slug, installation_id)
+    require_active(inst)
+    form = ConfigureForm(
+        inst,
+        fields_for(config_schema_of(inst.release), inst.config, [], PREFIX),
+        inst.endpoint_url or "",
+        inst.revision,
+    )
+    return panel(company, "installations/_configure.html", form=form)
+
+
+@bp.post(ONE + "/configure/validate")
+@login_required
+def validate_configure(slug: str, installation_id: int):
+    """Live validation: the error slots out of band; 204 once the module is uninstalled."""
+    _company, inst = owned(slug, installation_id)
+    if inst.status != "installed":
+        return "", 204
+    config, errors = _posted_config(inst)
+    schema = config_schema_of(inst.release)
+    checked = _config_errors(inst, config) if schema is not None else []
+    shown = [e for e in checked if present(config, e["pointer"])]
+    form = ConfigureForm(
+        inst,
+        fields_for(schema, config, first_per_pointer(errors + shown), PREFIX),
+        endpoint_url() or "",
+        inst.revision,
+    )
+    return htmx.render(
+        "installations/_validation.html",
+        sections=[form],
+        endpoint_errors=endpoint_url_errors(),
+        form_errors=[],
+        hidden=len(checked) - len(shown),
+        ok_text="Looks good: save to apply.",
+        form_errors_id="configure-errors",
+    )
+
+
+@bp.post(ONE + "/configure")
+@login_required
+def save_configure(slug: str, installation_id: int):
+    """A new revision with the posted configuration and endpoint, if it is still based on
+    the installation's revision (else 409 and nothing changes)."""
+    company, inst = owned(slug, installation_id)
+    config, errors = _posted_config(inst)
+    revision = posted_int("revision")
+    if revision is None:
+        errors.append({"pointer": "", "message": "The form lost its revision: reload it."})
+    # Every reason at once (the service stops at the first kind): fields, then endpoint.
+    if config is not None and inst.status == "installed":
+        errors = first_per_pointer(errors + _config_errors(inst, config))
+    endpoint_errors = endpoint_url_errors()
+    if errors or endpoint_errors:
+        return _configure_failed(
+            company, inst, config, revision, errors=errors, endpoint_errors=endpoint_errors
+        )
+    changes = {"endpoint_url": endpoint_url()}
+    if config_schema_of(inst.release) is not None:
+        changes["config"] = config
+    before = inst.revision
+    try:
+        inst = lifecycle.update_installation(
+            inst.id, changes, actor=current_user, expected_revision=revision
+        )
+    except (Conflict, ValidationFailed, TooLarge) as exc:
+        return _configure_failed(company, inst, config, revision, exc=exc)
+    if inst.revision == before:
+        flash(f"Nothing changed in {inst.module_name}.", "info")
+    else:
+        flash(f"Saved {inst.module_name}: revision {inst.revision}.", "success")
+    return done(company, index_url(company, inst), focus_id=inst.id)
+
+
+def _posted_config(inst: Installation) -> tuple[dict | None, list[dict]]:
+    """The configuration the form posted (a blank secret: "********", kept as stored)."""
+    schema = config_schema_of(inst.release)
+    if schema is None:
+        return None, []
+    return parse_form(schema, request.form, PREFIX, existing=inst.config)
+
+
+def _config_errors(inst: Installation, config) -> list[dict]:
+    try:
+        installs.check_config(
+            inst.release,
+            lifecycle.keep_secrets(config_schema_of(inst.release), config, inst.config),
+        )
+    except ValidationFailed as exc:
+        return exc.errors or [{"pointer": "", "message": exc.message}]
+    except TooLarge as exc:
+        return [{"pointer": "", "message": exc.message}]
+    return []
+
+
+def _configure_failed(company, inst, config, revision, *, errors=(), endpoint_errors=(), exc=None):
+    """The form again with what was posted (secrets never shown back) and why it failed:
+    field errors beside their fields, the endpoint's beside it, a stale revision on top."""
+    errors, endpoint_errors, form_errors, conflict = list(errors), list(endpoint_errors), [], None
+    status = 422
+    if exc is not None:
+        status = exc.status
+        if isinstance(exc, Conflict):
+            conflict = exc.message
+        for err in exc.errors or ([] if conflict else [{"pointer": "", "message": exc.message}]):
+            if err["pointer"] == "/endpoint_url":
+                endpoint_errors.append(err)
+            elif err["pointer"].startswith("/version"):
+                form_errors.append({"pointer": "", "message": err["message"]})
+            else:
+                errors.append(err)
+    schema = config_schema_of(inst.release)
+    form = ConfigureForm(
+        inst,
+        fields_for(schema, config if config is not None else inst.config, errors, PREFIX),
+        endpoint_url() or "",
+        revision if revision is not None else inst.revision,
+        endpoint_errors=endpoint_errors,
+        form_errors=form_errors,
+        conflict=conflict,
+        failed=True,
+    )
+    return panel(company, "installations/_configure.html", status=status, form=form)
+
+
+# --- History and rollback --------------------------------------------------------------------
+
+
+@bp.get(ONE + "/history")
+@login_required
+def history_panel(slug: str, installation_id: int):
+    company, inst = owned(slug, installation_id)
+    return _history(company, inst)
+
+
+@bp.post(ONE + "/rollback")
+@login_required
+def rollback(slug: str, installation_id: int):
+    """Restore an earlier revision as a new one, if the installation is still at the
+    revision the history was shown at (`expected_revision`; else 409 and nothing changes,
+    as for configure). 422: it no longer validates; 409: a dependent would break, or the
+    module is uninstalled."""
+    company, inst = owned(slug, installation_id)
+    revision, expected = posted_int("revision"), posted_int("expected_revision")
+    try:
+        inst = lifecycle.rollback_installation(
+            inst.id, revision, actor=current_user, expected_revision=expected
+        )
+    except (Conflict, ValidationFailed) as exc:
+        # Stale: the installation is not (or, after losing a race, no longer) at the
+        # revision the form was based on. The panel shows the history as it is now.
+        if isinstance(exc, Conflict) and expected is not None and inst.revision != expected:
+            return _history(company, inst, conflict=exc.message, status=exc.status)
+        return _history(company, inst, error=exc, status=exc.status)
+    target = revision if revision is not None else inst.revision - 2  # the service's default
+    flash(
+        f"Rolled {inst.module_name} back to revision {target}: now revision {inst.revision}, "
+        f"version {inst.release.version}.",
+        "success",
+    )
+    url = url_for("installations.history_panel", slug=company.slug, installation_id=inst.id)
+    return done(company, url, **_history_context(inst))
+
+
+def _history_context(inst: Installation) -> dict:
+    return {
+        "template": "installations/_history.html",
+        "inst": inst,
+        "entries": history(lifecycle.list_revisions(inst.id, actor=current_user)),
+    }
+
+
+def _history(company, inst, *, error=None, conflict=None, status=200):
+    context = _history_context(inst)
+    template = context.pop("template")
+    return panel(company, template, status=status, error=error, conflict=conflict, **context)
+
+
+# --- Uninstall -------------------------------------------------------------------------------
+
+
+@bp.get(ONE + "/uninstall")
+@login_required
+def confirm_uninstall(slug: str, installation_id: int):
+    """The confirmation step: names the modules that depend on this one, offers the cascade."""
+    company, inst = owned(slug, installation_id)
+    require_active(inst)
+    return _uninstall_panel(company, inst)
+
+
+@bp.post(ONE + "/uninstall")
+@login_required
+def uninstall(slug: str, installation_id: int):
+    company, inst = owned(slug, installation_id)
+    cascade = request.form.get("cascade", "").lower() in ("1", "true", "on", "yes")
+    try:
+        removed = lifecycle.uninstall_installation(inst.id, actor=current_user, cascade=cascade)
+    except Conflict as exc:
+        dependents = (exc.extra or {}).get("dependents")
+        return _uninstall_panel(company, inst, error=exc, status=409, dependents=dependents)
+    names = ", ".join(f"{r.module_name} {r.release.version}" for r in removed)
+    flash(f"Uninstalled {names}. Their configuration is kept for a reinstall.", "success")
+    return done(company, index_url(company), focus_count=True)
+
+
+def _uninstall_panel(company, inst, *, error=None, status=200, dependents=None):
+    if dependents is None:
+        dependents = lifecycle.dependents_of(inst) if inst.status == "installed" else []
+    return panel(
+        company,
+        "installations/_uninstall.html",
+        status=status,
+        inst=inst,
+        dependents=dependents,
+        error=error,
+    )
+
+
+# Upgrades and downgrades (their own module, on the same blueprint).
+from portal.web.installations import versions  # noqa: E402, F401

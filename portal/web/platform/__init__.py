@@ -1,0 +1,1 @@
+"""The service's own pages: /health, /info and the API docs."""

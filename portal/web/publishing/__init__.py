@@ -1,0 +1,1 @@
+"""The publish page: uploads, live validation, my releases."""

@@ -1,0 +1,87 @@
+"""`flask worker`: the event relay and the periodic jobs, each in its own thread."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from flask import current_app
+
+from portal.redis_client import get_redis
+from portal.worker.health_scheduler import HealthScheduler
+from portal.worker.relay import Relay
+
+log = logging.getLogger(__name__)
+
+
+def build_relay(app) -> Relay | None:
+    client = get_redis(app)
+    if client is None:
+        return None
+    return Relay(
+        client,
+        stream=app.config["EVENT_STREAM"],
+        maxlen=app.config["EVENT_STREAM_MAXLEN"],
+    )
+
+
+def run_worker(*, once: bool = False) -> None:
+    """Run until SIGINT/SIGTERM; with `once`, a single pass of every job."""
+    app = current_app._get_current_object()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(message)s")
+    relay = build_relay(app)
+    scheduler = HealthScheduler(app)
+    if once:
+        report = scheduler.sweep_once()
+        scheduler.release()
+        log.info(
+            "health sweep: %d checked %s, %d silent, %d changed",
+            report.probed,
+            report.statuses,
+            report.silenced,
+            report.changed,
+        )
+        if relay:
+            log.info("relay published %d events", relay.drain())
+        return
+    stop = threading.Event()
+
+    def _stop(_signum, _frame):
+        log.info("stopping")
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    threads = []
+    if relay is None:
+        log.info("REDIS_URL is not set: events stay in the database")
+    else:
+        threads.append(threading.Thread(target=_in_app(app, relay.run, stop), name="relay"))
+    threads.append(threading.Thread(target=scheduler.run, args=(stop,), name="health-scheduler"))
+    if app.config.get("SERVICE_REGISTRY_URL"):
+        from portal.worker.service_registry import RegistryClient, run_registration
+
+        client = RegistryClient(app.config)
+        renew = app.config["SERVICE_REGISTRY_RENEW_SECONDS"]
+        threads.append(
+            threading.Thread(
+                target=lambda: run_registration(app, stop, client, renew_seconds=renew),
+                name="service-registry",
+            )
+        )
+    for thread in threads:
+        thread.start()
+    log.info("worker running (%s)", ", ".join(t.name for t in threads) or "no jobs")
+    while not stop.is_set():
+        stop.wait(1)
+    for thread in threads:
+        thread.join(timeout=10)
+
+
+def _in_app(app, func, *args):
+    def target():
+        with app.app_context():
+            func(*args)
+
+    return target

@@ -293,6 +293,32 @@ class PeakSampler(threading.Thread):
         }
 
 
+@contextmanager
+def recorded_statements(engine):
+    """Every statement `engine` runs on this thread inside the block, as a list of
+    (sql, parameters, seconds inside cursor.execute)."""
+    from sqlalchemy import event
+
+    statements: list[tuple[str, object, float]] = []
+    thread, started = threading.get_ident(), []
+
+    def before(_conn, _cursor, _statement, _params, _context, _many):
+        if threading.get_ident() == thread:
+            started.append(time.perf_counter())
+
+    def after(_conn, _cursor, statement, params, _context, _many):
+        if threading.get_ident() == thread:
+            statements.append((statement, params, time.perf_counter() - started.pop()))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
 def print_profile(source, sort: str = "cumulative", limit: int = 20, title: str = "") -> None:
     """The top `limit` functions of a cProfile.Profile or a .prof file."""
     out = io.StringIO()

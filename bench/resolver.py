@@ -1,88 +1,51 @@
-"""Install plans on a large synthetic registry: time per plan and SQL statements per plan.
+"""Install plans on a large synthetic registry: time and SQL statements per plan.
 
-Builds, in a fresh database, a seeded synthetic registry of 2,000 module names with 20
-approved versions each (40,000 releases, bulk-inserted as ModuleRelease rows whose manifests
-carry `type: module` dependencies), then times `plan_installation` (the service behind
-POST /api/v1/installations/plan: company, target, installed modules, then the resolver:
-closure loaded, dead ends pruned, resolvelib) for 100 seeded random targets, counting the
-SQL statements each plan runs (a `before_cursor_execute` listener).
+What we measure: `plan_installation` (the service behind POST
+/api/v1/installations/plan: company, target, installed modules, then the resolver:
+closure loaded, dead ends pruned, resolvelib) for 100 seeded random targets, on a
+registry of 2,000 names x 20 approved versions (40,000 releases whose manifests carry
+`type: module` dependencies; see `registry_plan` for the graph, its conflicting diamonds
+and planted dead ends). Two companies plan: `fresh` (nothing installed) and `busy` (the
+plans of 8 random targets installed first). Each target is planned `--repeats` times in
+a new session (the median kept) after 10 warm-up plans: wall time, CPU time, time inside
+SQL and the number of statements (a `before_cursor_execute` listener).
+Against what: there is no baseline to divide by, so the time target is absolute; the
+statement counts are compared with the same registry at `--compare-versions` (5)
+versions per name, on a fresh database.
+Target: p95 under 200 ms per plan at 20 versions per name, and the same statements per
+plan at both sizes (they do not grow with the number of candidates).
 
-The registry (same seed, same graph at every size):
-- names in 8 layers of 250; a name depends on 0-3 names of the next two layers, so a plan
-  reaches a few to a few dozen names; majors 1..5, and `--versions / 5` minors per major
-  (20 versions: x.0.0 .. x.3.0); every release of a major has that major's dependencies;
-  from major 3 on, a name may gain one more dependency;
-- constraints per (name, major, dependency), mostly toward the newest majors: `^K.0.0`,
-  `>=K.0.0`, `>=K.0.0 <L.0.0`, `<K.0.0`, `*`; conflicting constraints in diamonds make
-  resolvelib backtrack, and on 10% of the names with dependencies the newest major needs
-  `^9.0.0` of a dependency (which does not exist), so the resolver must fall back to major 4;
-- 2% of the releases are deprecated, 3% of the names are another company's private modules
-  (neither is a candidate: both exercise the visibility rules).
-
-Two companies plan: `fresh` (nothing installed) and `busy` (the plans of 8 random targets
-installed first, untimed, so installed modules' constraints bind). Targets are names that
-have dependencies, none installed. Each plan starts with a new session (as a request does),
-after 10 untimed warm-up plans; each target is planned `--repeats` times (3) and its median
-kept, and the wall time, this process's CPU time and the time inside SQL are reported
-(on a shared machine the CPU time moves far less than the wall time). The whole run is
-repeated with `--compare-versions` (5) versions per name on a fresh database: the
-statements per plan must be the same, i.e. they do not grow with the number of candidates.
-
-Target: p95 under 200 ms per plan (20 versions per name), statements per plan independent
-of the number of versions.
-
-    .venv/bin/python bench/resolver.py [--database-url URL | sqlite] [--names 2000]
-        [--versions 20] [--compare-versions 5] [--plans 100] [--repeats 3] [--seed 5]
-        [--profile]
-
-A PostgreSQL URL names the server: a fresh database is created there per registry and
-dropped at the end, even on failure. `sqlite` uses temporary SQLite files. Results go to
-bench/out/resolver.json, one entry per database.
+    python -m bench.resolver [--names 2000] [--versions 20] [--compare-versions 5]
+        [--plans 100] [--repeats 3] [--seed 5] [--profile]
+        [--database-url URL | sqlite] [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
 import cProfile
-import io
-import json
-import os
-import platform
-import pstats
 import random
 import statistics
-import sys
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
-from pathlib import Path
+from contextlib import ExitStack
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import resolvelib
+import sqlalchemy as sa
 
-import flask_migrate  # noqa: E402
-import resolvelib  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
-
-import portal.services.installations.resolver as resolver_module  # noqa: E402
-from portal import create_app  # noqa: E402
-from portal.config import TestConfig  # noqa: E402
-from portal.extensions import db  # noqa: E402
-from portal.lib.versions import sort_key  # noqa: E402
-from portal.models import Company, ModuleRelease, User  # noqa: E402
-from portal.models.base import utcnow  # noqa: E402
-from portal.services.accounts import users as accounts  # noqa: E402
-from portal.services.catalog.names import fold_name  # noqa: E402
-from portal.services.errors import Conflict, NotFound, ValidationFailed  # noqa: E402
-from portal.services.installations.installs import (  # noqa: E402
+import portal.services.installations.resolver as resolver_module
+from bench import harness
+from portal.extensions import db
+from portal.lib.versions import sort_key
+from portal.models import Company, ModuleRelease, User
+from portal.models.base import utcnow
+from portal.services.accounts import users as accounts
+from portal.services.catalog.names import fold_name
+from portal.services.errors import Conflict, NotFound, ValidationFailed
+from portal.services.installations.installs import (
     InstallRequest,
     install_module,
     plan_installation,
 )
 
-DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
-OUT = Path(__file__).resolve().parent / "out" / "resolver.json"
 TARGET_P95_MS = 200.0
 LAYERS = 8
 MAJORS = 5
@@ -90,12 +53,10 @@ INSERT_CHUNK = 2_000
 WARMUP = 10
 BUSY_INSTALLS = 8
 PASSWORD = "bench-password-1"
+QUICK = {"names": 200, "versions": 10, "compare_versions": 5, "plans": 10, "repeats": 1}
 
 
 # --- the synthetic registry ------------------------------------------------------------
-
-
-from _common import fresh_postgres  # noqa: E402  (bench/ is on sys.path)
 
 
 def module_name(i: int) -> str:
@@ -230,19 +191,12 @@ def build_registry(graph: dict, versions: int) -> dict:
         total += len(chunk)
     db.session.commit()
     users = {"fresh": fresh.id, "busy": busy.id}
-    analyze()
+    harness.vacuum_analyze()
     return {
         "releases": total,
         "insert_s": round(time.perf_counter() - started, 2),
         "users": users,
     }
-
-
-def analyze() -> None:
-    db.session.remove()
-    sql = "VACUUM ANALYZE" if db.engine.dialect.name == "postgresql" else "ANALYZE"
-    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(sql)
 
 
 # --- measuring ------------------------------------------------------------------------
@@ -289,34 +243,13 @@ class CountingReporter(resolvelib.BaseReporter):
         self.rejected += 1
 
 
-@contextmanager
-def counting_statements():
-    """Count (and time) SQL statements run while the block runs, on this thread."""
-    stats = {"count": 0, "seconds": 0.0, "started": []}
-
-    def before(conn, _cursor, _statement, _params, _context, _many):
-        stats["count"] += 1
-        stats["started"].append(time.perf_counter())
-
-    def after(conn, _cursor, _statement, _params, _context, _many):
-        stats["seconds"] += time.perf_counter() - stats["started"].pop()
-
-    sa.event.listen(db.engine, "before_cursor_execute", before)
-    sa.event.listen(db.engine, "after_cursor_execute", after)
-    try:
-        yield stats
-    finally:
-        sa.event.remove(db.engine, "before_cursor_execute", before)
-        sa.event.remove(db.engine, "after_cursor_execute", after)
-
-
 def one_plan(app, user_id: int, target: str, profiler=None) -> dict:
     """plan_installation for `target` in a new request context and session; timed."""
     with app.test_request_context():
         actor = db.session.get(User, user_id)
         _ = actor.company  # loaded by authentication in a request, before the service runs
         CountingReporter.last, PruneCounter.last = None, 0
-        with counting_statements() as sql:
+        with harness.recorded_statements(db.engine) as sql:
             if profiler:
                 profiler.enable()
             cpu_started = time.process_time()
@@ -338,8 +271,8 @@ def one_plan(app, user_id: int, target: str, profiler=None) -> dict:
         "target": target,
         "ms": elapsed * 1000,
         "cpu_ms": cpu * 1000,
-        "sql_ms": sql["seconds"] * 1000,
-        "statements": sql["count"],
+        "sql_ms": sum(seconds for _sql, _params, seconds in sql) * 1000,
+        "statements": len(sql),
         "outcome": outcome,
         "steps": steps,
         "pruned": PruneCounter.last,
@@ -416,64 +349,44 @@ def summarize(plans: list[dict]) -> dict:
     }
 
 
-def run_registry(url: str, graph: dict, versions: int, args, profile: bool) -> dict:
+def run_registry(url: str, graph: dict, versions: int, args) -> dict:
     """One registry size in one fresh database: setup, warm-up, timed plans."""
-    app = create_app(TestConfig(url))
-    profiler = cProfile.Profile() if profile else None
-    with app.app_context():
-        try:
-            flask_migrate.upgrade()
-            db.session.remove()
-            setup = build_registry(graph, versions)
-            print(
-                f"    {setup['releases']:,} releases inserted in {setup['insert_s']} s",
-                flush=True,
-            )
-            rng = random.Random(args.seed + 1)
-            busy_installed = install_some(app, setup["users"]["busy"], graph, rng)
-            analyze()
-            candidates = [module_name(i) for i in graph["has_deps"]]
-            targets = [t for t in rng.sample(candidates, args.plans + WARMUP + 50)]
-            targets = [t for t in targets if t not in busy_installed][: args.plans + WARMUP]
-            warm, timed = targets[:WARMUP], targets[WARMUP:]
-            results = {}
-            for company in ("fresh", "busy"):
-                user_id = setup["users"][company]
-                for target in warm:
-                    one_plan(app, user_id, target)
-                runs = [
-                    [one_plan(app, user_id, t, profiler if rep == 0 else None) for t in timed]
-                    for rep in range(args.repeats)
-                ]
-                plans = [median_of(tries) for tries in zip(*runs, strict=True)]
-                results[company] = {"summary": summarize(plans), "plans": plans}
-        finally:
-            db.session.remove()
-            db.engine.dispose()
+    profiler = cProfile.Profile() if args.profile else None
+    with harness.migrated_app(url) as app:
+        setup = build_registry(graph, versions)
+        print(f"    {setup['releases']:,} releases inserted in {setup['insert_s']} s", flush=True)
+        rng = random.Random(args.seed + 1)
+        busy_installed = install_some(app, setup["users"]["busy"], graph, rng)
+        harness.vacuum_analyze()
+        candidates = [module_name(i) for i in graph["has_deps"]]
+        targets = [t for t in rng.sample(candidates, args.plans + WARMUP + 50)]
+        targets = [t for t in targets if t not in busy_installed][: args.plans + WARMUP]
+        companies = {
+            company: time_plans(app, setup["users"][company], targets, args.repeats, profiler)
+            for company in ("fresh", "busy")
+        }
     if profiler:
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
-        print(f"\ncProfile of the timed plans, {versions} versions per name (top 25):")
-        print(out.getvalue())
+        harness.print_profile(profiler, limit=25, title=f"Timed plans, {versions} versions")
     return {
         "versions_per_name": versions,
         "releases": setup["releases"],
         "insert_s": setup["insert_s"],
         "busy_installed": len(busy_installed),
-        "companies": results,
+        "companies": companies,
     }
 
 
-# --- databases ----------------------------------------------------------------------------
-
-
-def fresh_database(spec: str, stack: ExitStack) -> tuple[str, str]:
-    """A new, empty database for one registry; returns (url, label). Dropped by `stack`."""
-    if spec == "sqlite" or spec.startswith("sqlite:"):
-        tmp = tempfile.TemporaryDirectory(prefix="bench-resolver-")
-        stack.enter_context(tmp)
-        return f"sqlite:///{Path(tmp.name) / 'resolver.db'}", "sqlite"
-    return fresh_postgres(spec, stack, "bench_resolver")
+def time_plans(app, user_id: int, targets: list[str], repeats: int, profiler) -> dict:
+    """The warm-up plans, then each timed target `repeats` times, all targets in turn."""
+    warm, timed = targets[:WARMUP], targets[WARMUP:]
+    for target in warm:
+        one_plan(app, user_id, target)
+    runs = [
+        [one_plan(app, user_id, t, profiler if rep == 0 else None) for t in timed]
+        for rep in range(repeats)
+    ]
+    plans = [median_of(tries) for tries in zip(*runs, strict=True)]
+    return {"summary": summarize(plans), "plans": plans}
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -527,7 +440,7 @@ def print_summary(result: dict) -> None:
             f"  {'':>8} (setup: {run['releases']:,} releases inserted in {run['insert_s']} s; "
             f"busy has {run['busy_installed']} installed)"
         )
-    load = result["load_average_1m"]
+    load = result["loadavg_1m"]
     print(f"  load average (1 min) before and after: {load[0]}, {load[1]}")
     cmp = result.get("statements_compared")
     if cmp:
@@ -542,67 +455,48 @@ def print_summary(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--database-url",
-        default=DEFAULT_SERVER,
-        help="PostgreSQL server (a fresh database is created on it per registry), or 'sqlite'",
-    )
+    parser = harness.arguments(__doc__)
     parser.add_argument("--names", type=int, default=2000)
     parser.add_argument("--versions", type=int, default=20)
-    parser.add_argument(
-        "--compare-versions", type=int, default=5, help="0 to skip the second registry"
-    )
+    parser.add_argument("--compare-versions", type=int, default=5, help="0: no second registry")
     parser.add_argument("--plans", type=int, default=100)
-    parser.add_argument(
-        "--repeats", type=int, default=3, help="times each target is planned (median kept)"
-    )
+    parser.add_argument("--repeats", type=int, default=3, help="plans per target (median kept)")
     parser.add_argument("--seed", type=int, default=5)
-    parser.add_argument(
-        "--profile", action="store_true", help="cProfile the timed plans (top 25, cumulative)"
-    )
-    parser.add_argument("--out", type=Path, default=OUT)
-    args = parser.parse_args(argv)
+    parser.add_argument("--profile", action="store_true", help="cProfile the timed plans")
+    args = harness.parse(parser, argv, QUICK)
 
     resolver_module.BaseReporter = CountingReporter  # counts rounds and backtracking
     PruneCounter.install()
-    load_before = os.getloadavg()[0]
+    load_before = harness.load_1m()
     graph = registry_plan(args.names, args.seed)
     sizes = [args.versions] + ([args.compare_versions] if args.compare_versions else [])
     runs, backend = [], "?"
     for versions in sizes:
         with ExitStack() as stack:
-            url, backend = fresh_database(args.database_url, stack)
+            url, backend = harness.fresh_database(args.database_url, stack, "bench_resolver")
             print(f"  {versions} versions per name: building the registry ...", flush=True)
-            runs.append(run_registry(url, graph, versions, args, args.profile))
+            runs.append(run_registry(url, graph, versions, args))
             s = runs[-1]["companies"]["fresh"]["summary"]
             print(f"    fresh: p50 {s['p50_ms']} ms, p95 {s['p95_ms']} ms", flush=True)
-    result = {
-        "benchmark": "resolver",
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "database": backend,
-        "names": args.names,
-        "plans": args.plans,
-        "repeats": args.repeats,
-        "seed": args.seed,
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "sqlalchemy": sa.__version__,
-        "resolvelib": resolvelib.__version__,
-        "planted_backtracking": graph["planted_backtracking"],
-        "target_p95_ms": TARGET_P95_MS,
-        "load_average_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "runs": runs,
-        "statements_compared": compare_statements(runs[0], runs[1]) if len(runs) > 1 else None,
-    }
+    result = harness.run_info(
+        "resolver",
+        load_before,
+        database=backend,
+        names=args.names,
+        plans=args.plans,
+        repeats=args.repeats,
+        seed=args.seed,
+        sqlalchemy=sa.__version__,
+        resolvelib=resolvelib.__version__,
+        planted_backtracking=graph["planted_backtracking"],
+        target_p95_ms=TARGET_P95_MS,
+        runs=runs,
+        statements_compared=compare_statements(runs[0], runs[1]) if len(runs) > 1 else None,
+    )
     print_summary(result)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    results[backend] = result
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"  written to {args.out} ({backend})")
+    harness.write_json(args.out, "resolver", backend, result)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    harness.main_guard(main)

@@ -393,28 +393,12 @@ class Gunicorn:
 
     def __init__(self, app: str, env: dict[str, str], *, workers: int = 1, threads: int = 1):
         self.port = free_port()
-        gunicorn = Path(sys.executable).with_name("gunicorn")
-        kind = ("--worker-class", "sync") if threads <= 1 else ("--threads", str(threads))
+        gunicorn = str(Path(sys.executable).with_name("gunicorn"))
+        kind = ["--worker-class", "sync"] if threads <= 1 else ["--threads", str(threads)]
+        options = ["--backlog", "2048", "--timeout", "120", "--graceful-timeout", "5"]
         self.process = subprocess.Popen(
-            [
-                str(gunicorn),
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                *kind,
-                "--backlog",
-                "2048",
-                "--timeout",
-                "120",
-                "--graceful-timeout",
-                "5",
-                "--log-level",
-                "warning",
-                "--pythonpath",
-                str(ROOT),
-                app,
-            ],  # fmt: skip
+            [gunicorn, "--bind", f"127.0.0.1:{self.port}", "--workers", str(workers)]
+            + [*kind, *options, "--log-level", "warning", "--pythonpath", str(ROOT), app],
             env=env,
             cwd=Path(env["INSTANCE_PATH"]).with_name("cwd"),
         )

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import cProfile
 import statistics
-import threading
 import time
 import uuid
 from contextlib import ExitStack
@@ -31,7 +30,6 @@ from datetime import UTC, datetime
 import redis
 import sqlalchemy as sa
 
-import portal.worker.relay
 from bench import harness
 from portal.events import MODULE_REGISTERED
 from portal.extensions import db
@@ -173,17 +171,15 @@ class Run:
 
 # --- --breakdown: where one drain's time goes, without editing the relay -------------------
 
-STEPS = ("lease", "select", "rows", "stream_fields", "redis", "update", "commit", "other sql")
-
 
 class _TimedRedis:
-    """A Redis client whose pipelines add their time (queuing and executing) to `redis`."""
+    """A Redis client whose pipelines add their time (queuing and executing) to `spent`."""
 
-    def __init__(self, client, totals: dict[str, float]):
-        self._client, self._totals = client, totals
+    def __init__(self, client, spent: list[float]):
+        self._client, self._spent = client, spent
 
     def pipeline(self, *args, **kwargs):
-        return _TimedRedis(self._client.pipeline(*args, **kwargs), self._totals)
+        return _TimedRedis(self._client.pipeline(*args, **kwargs), self._spent)
 
     def __getattr__(self, name):
         method = getattr(self._client, name)
@@ -193,77 +189,30 @@ class _TimedRedis:
             try:
                 return method(*args, **kwargs)
             finally:
-                self._totals["redis"] += time.perf_counter() - started
+                self._spent[0] += time.perf_counter() - started
 
         return timed
 
 
-def _statement_kind(statement: str) -> str:
-    sql = statement.lstrip().lower()
-    if "leases" in sql:
-        return "lease"
-    if sql.startswith("select") and "from events" in sql:
-        return "select"
-    return "update" if sql.startswith("update events") else "other sql"
-
-
 def breakdown(run: Run) -> dict:
-    """One drain with timers around SQL execution (by statement), commits, stream_fields
-    and the Redis pipeline, per batch. "rows" is the rest: fetching and building rows and
-    the session's own work. On PostgreSQL the marking UPDATE runs in a thread beside the
-    next batch: it is reported apart ("background"), not in the sum."""
-    totals = dict.fromkeys(STEPS, 0.0)
-    background, main_thread, last_kind = [0.0], threading.get_ident(), ["other sql"]
-
-    def before(conn, _cursor, _statement, _params, _context, _many):
-        conn.info.setdefault("bench_started", []).append(time.perf_counter())
-
-    def after(conn, _cursor, statement, _params, _context, _many):
-        took = time.perf_counter() - conn.info["bench_started"].pop()
-        if threading.get_ident() != main_thread:
-            background[0] += took
-        else:
-            last_kind[0] = _statement_kind(statement)
-            totals[last_kind[0]] += took
-
-    def timed_fields(event):
-        started = time.perf_counter()
-        try:
-            return stream_fields(event)
-        finally:
-            totals["stream_fields"] += time.perf_counter() - started
-
-    session = db.session()
-    real_commit = session.commit
-
-    def timed_commit():
-        started = time.perf_counter()
-        try:
-            return real_commit()
-        finally:
-            totals["lease" if last_kind[0] == "lease" else "commit"] += (
-                time.perf_counter() - started
-            )
-
+    """One more drain, per batch: SQL on the relay's own thread by statement (the lease,
+    the batch SELECT, the UPDATE on SQLite, the rest), the Redis pipelines, and what is
+    left (fetching and building rows, the session's work, waiting for the previous
+    batch's mark). On PostgreSQL the marking UPDATE runs in a thread beside these."""
     reset_published()
-    sa.event.listen(db.engine, "before_cursor_execute", before)
-    sa.event.listen(db.engine, "after_cursor_execute", after)
-    session.commit, portal.worker.relay.stream_fields = timed_commit, timed_fields
-    try:
-        elapsed, _cpu, key = run.drain(_TimedRedis(run.client, totals))
-    finally:
-        portal.worker.relay.stream_fields = stream_fields
-        sa.event.remove(db.engine, "before_cursor_execute", before)
-        sa.event.remove(db.engine, "after_cursor_execute", after)
-        db.session.remove()
+    redis_s = [0.0]
+    with harness.recorded_statements(db.engine) as statements:
+        elapsed, _cpu, key = run.drain(_TimedRedis(run.client, redis_s))
     run.check(key)
-    totals["rows"] = elapsed - sum(v for k, v in totals.items() if k != "rows")
+    steps = dict.fromkeys(("lease", "select", "update", "other sql"), 0.0)
+    for sql, _params, seconds in statements:
+        text = sql.lstrip().lower()
+        kind = next((k for k in ("select", "update") if text.startswith(k)), "other sql")
+        steps["lease" if "leases" in text else kind] += seconds
+    steps["redis"] = redis_s[0]
+    steps["rows and the rest"] = elapsed - sum(steps.values())
     batches = -(-run.args.events // run.args.batch)
-    return {
-        "total_s": round(elapsed, 4),
-        "per_batch_ms": {k: round(v * 1000 / batches, 2) for k, v in totals.items()},
-        "background_update_ms": round(background[0] * 1000 / batches, 2),
-    }
+    return {k: round(v * 1000 / batches, 2) for k, v in steps.items()}
 
 
 # --- report --------------------------------------------------------------------------------
@@ -319,15 +268,10 @@ def print_summary(result: dict) -> None:
     )
     batches = -(-result["events"] // result["batch"])
     for name, steps in result["breakdown"].items():
-        total = sum(steps["per_batch_ms"].values())
         raw_ms = result["raw"]["seconds"]["median"] * 1000 / batches
         print(f"\n  where {name}'s time goes, ms per batch (raw XADD: {raw_ms:.1f} ms):")
-        for step, ms in steps["per_batch_ms"].items():
-            print(f"    {step:<14}{ms:>8.2f}  {ms / total:>6.1%}")
-        print(
-            f"    {'total':<14}{total:>8.2f}   (beside these, in the marking thread: "
-            f"update {steps['background_update_ms']:.2f} ms)"
-        )
+        for step, ms in steps.items():
+            print(f"    {step:<18}{ms:>8.2f}  {ms / sum(steps.values()):>6.1%}")
     verdict = "PASS" if rat["median"] >= TARGET else "FAIL"
     print(f"\n  target: relay/raw >= {TARGET:.0%} (median-based): {verdict}")
 

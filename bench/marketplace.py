@@ -127,78 +127,93 @@ def _kind(sql: str) -> str:
 
 
 def time_queries() -> dict:
-    """The app's own search statements per term, the matches of each half of the search,
-    and the unindexed ILIKE fallback shape for comparison (in the app context; TestConfig
-    keeps the catalog cache off, so these are the statements of a cache miss)."""
+    """Per term, the statements list_releases runs for the company admin (in the app
+    context; TestConfig keeps the catalog cache off, so these are a cache miss's), timed
+    under EXPLAIN; the matches of each half of the search; the unindexed ILIKE fallback."""
     import sqlalchemy as sa
 
     from portal.extensions import db
     from portal.models import ModuleRelease
-    from portal.models.modules import SEARCH_VECTOR
     from portal.services.accounts import users
     from portal.services.catalog import queries as catalog
-    from portal.services.catalog import search
     from portal.services.catalog.cards import CARDS
 
-    out: dict = {"terms": {}}
     actor = users.user_by_email(BROWSER)
     base = sa.select(ModuleRelease).where(
         ModuleRelease.is_latest,
         catalog.visibility_clause(actor),
         ModuleRelease.status != "deprecated",
     )
+    out: dict = {"terms": {}}
     for label, term in TERMS:
         with harness.recorded_statements(db.engine) as statements:
             page = catalog.list_releases(
                 actor=actor, page=1, per_page=20, q=term, latest=True, present=CARDS
             )
-        names = [card.name for card in page.items]
         # The list's own statements (the ranked ids with their total, then the page's
         # rows by id); not the actor's reload after the previous term's rollback.
-        own = [st for st in statements if not _incidental(st[0])]
-        terms = search.search_terms(term)
-        tsquery = sa.func.to_tsquery(
-            sa.literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
-        )
-        fulltext = db.session.execute(
-            sa.select(sa.func.count()).select_from(
-                base.where(SEARCH_VECTOR.op("@@")(tsquery)).subquery()
-            )
-        ).scalar()
-        trigram = db.session.execute(
-            sa.select(sa.func.count()).select_from(
-                base.where(ModuleRelease.name.op("%")(" ".join(terms))).subquery()
-            )
-        ).scalar()
-        # The SQLite fallback's shape (ILIKE '%term%' over four fields) on PostgreSQL.
-        ilike = search._sqlite(base, terms)
-        ilike_count = sa.select(sa.func.count()).select_from(ilike.order_by(None).subquery())
-        with harness.recorded_statements(db.engine) as fallback:
-            db.session.execute(ilike.limit(20)).all()
-            ilike_matches = db.session.execute(ilike_count).scalar()
+        own = [st[:2] for st in statements if not _incidental(st[0])]
         conn = db.session.connection()
-        listed = [{"kind": _kind(sql), **explain(conn, sql, params)} for sql, params, _s in own]
-        ranked = next(i for i, st in enumerate(own) if "ts_rank" in st[0])
-        fallback = [st for st in fallback if not _incidental(st[0])]
+        listed = [{"kind": _kind(sql), **explain(conn, sql, params)} for sql, params in own]
+        ranked = next(i for i, (sql, _params) in enumerate(own) if "ts_rank" in sql)
         entry = {
             "term": term,
             "total": page.total,
-            "top": names[:5],
-            "matches_fulltext": fulltext,
-            "matches_trigram": trigram,
-            "search": listed[ranked],
+            "top": [card.name for card in page.items][:5],
+            **half_matches(base, term),
+            "search": listed[ranked] | {"text": explain_text(conn, *own[ranked])},
             "list_statements": listed,
             "list_ms": round(sum(x["execution_ms"] for x in listed), 3),
-            "ilike_items": explain(conn, *fallback[0][:2]),
-            "ilike_count": explain(conn, *fallback[1][:2]),
+            **ilike_fallback(base, term),
         }
-        entry["ilike_count"]["matches"] = ilike_matches
-        entry["search"]["text"] = explain_text(conn, *own[ranked][:2])
         entry["search"]["sql"] = own[ranked][0]
         out["terms"][label] = entry
         db.session.rollback()
     db.session.remove()
     return out
+
+
+def half_matches(base, term: str) -> dict:
+    """How many latest rows full text alone, and trigram similarity alone, match."""
+    import sqlalchemy as sa
+
+    from portal.extensions import db
+    from portal.models import ModuleRelease
+    from portal.models.modules import SEARCH_VECTOR
+    from portal.services.catalog import search
+
+    terms = search.search_terms(term)
+    tsquery = sa.func.to_tsquery(
+        sa.literal_column("'simple'::regconfig"), " & ".join(f"{t}:*" for t in terms)
+    )
+    fulltext = base.where(SEARCH_VECTOR.op("@@")(tsquery))
+    trigram = base.where(ModuleRelease.name.op("%")(" ".join(terms)))
+    count = sa.select(sa.func.count()).select_from
+    return {
+        "matches_fulltext": db.session.execute(count(fulltext.subquery())).scalar(),
+        "matches_trigram": db.session.execute(count(trigram.subquery())).scalar(),
+    }
+
+
+def ilike_fallback(base, term: str) -> dict:
+    """The SQLite fallback's shape (ILIKE '%term%' over four fields) run on PostgreSQL,
+    where no index serves it: its page and its count, under EXPLAIN."""
+    import sqlalchemy as sa
+
+    from portal.extensions import db
+    from portal.services.catalog import search
+
+    ilike = search._sqlite(base, search.search_terms(term))
+    ilike_count = sa.select(sa.func.count()).select_from(ilike.order_by(None).subquery())
+    with harness.recorded_statements(db.engine) as statements:
+        db.session.execute(ilike.limit(20)).all()
+        matches = db.session.execute(ilike_count).scalar()
+    items, count = [st[:2] for st in statements if not _incidental(st[0])][:2]
+    conn = db.session.connection()
+    return {
+        "ilike_items": explain(conn, *items),
+        "ilike_count": explain(conn, *count) | {"matches": matches},
+    }
 
 
 # --- the app gunicorn serves ----------------------------------------------------------------
@@ -556,7 +571,7 @@ def print_queries(queries: dict) -> None:
             f"{t['ilike_count']['execution_ms']:>8.2f}   {', '.join(t['search']['indexes'])}"
         )
     print("  (ms. search: EXPLAIN ANALYZE execution time of the ranked statement, median of 5;")
-    print("   list: all of list_releases' statements (committed: the COUNT and the ranked page);")
+    print("   list: all of list_releases' statements (ranked ids with the total, then rows);")
     print("   client: the ranked statement timed from Python, median of 20; plan: its planning")
     print("   time; ILIKE: the SQLite fallback's ILIKE '%term%' over four fields, run on")
     print("   PostgreSQL, page and count; fts / trgm: latest rows each half of the search matches)")

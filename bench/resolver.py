@@ -228,9 +228,7 @@ class CountingReporter(resolvelib.BaseReporter):
 
     def __init__(self):
         super().__init__()
-        self.rounds = 0
-        self.backtracks = 0
-        self.rejected = 0
+        self.rounds = self.backtracks = 0
         CountingReporter.last = self
 
     def starting_round(self, index):
@@ -238,9 +236,6 @@ class CountingReporter(resolvelib.BaseReporter):
 
     def resolving_conflicts(self, causes):
         self.backtracks += 1
-
-    def rejecting_candidate(self, criterion, candidate):
-        self.rejected += 1
 
 
 def one_plan(app, user_id: int, target: str, profiler=None) -> dict:

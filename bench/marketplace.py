@@ -660,6 +660,8 @@ def parse_arguments(argv: list[str] | None):
     parser.add_argument("--skip-queries", action="store_true", help="no search statement timing")
     parser.add_argument("--skip-load", action="store_true", help="no HTTP load (queries only)")
     args = harness.parse(parser, argv, QUICK)
+    if not args.database_url.startswith("postgres"):
+        parser.error("PostgreSQL only: the subject is its full-text and trigram indexes")
     args.targets = [t for t in args.targets.split(",") if t]
     if not args.targets or set(args.targets) - set(TARGETS):
         parser.error(f"--targets: known targets are {', '.join(TARGETS)}")

@@ -109,22 +109,29 @@ def _apply_manifest(release: ModuleRelease, checked: CheckedSubmission) -> None:
     release.author = m["author"]
     release.category = m.get("category")
     release.tags = list(m.get("tags") or [])
-    release.dependencies = [
-        ModuleDependency(
-            position=i,
-            name=dep["name"],
-            constraint=dep["version"],
-            type=dep["type"],
-            optional=dep["optional"],
-        )
-        for i, dep in enumerate(m.get("dependencies") or [])
-    ]
+    release.dependencies = _dependency_rows(release, m.get("dependencies") or [])
     if checked.inspected is not None:
         kind = checked.inspected.report.kind
         release.package_filename = f"{m['name']}-{m['version']}.{kind}"
         release.package_size = checked.package.size
         release.package_sha256 = checked.package.sha256
         release.scan_report = checked.inspected.report.as_dict()
+
+
+def _dependency_rows(release: ModuleRelease, wanted: list[dict]) -> list[ModuleDependency]:
+    """The release's dependency rows for a manifest: a dependency it keeps updates its own row,
+    so a resubmission never inserts a second (module, name) row beside the old one before the
+    old one is deleted; dropped rows go as orphans."""
+    existing = {row.name: row for row in release.dependencies}
+    rows = []
+    for position, dep in enumerate(wanted):
+        row = existing.get(dep["name"]) or ModuleDependency(name=dep["name"])
+        row.position = position
+        row.constraint = dep["version"]
+        row.type = dep["type"]
+        row.optional = dep["optional"]
+        rows.append(row)
+    return rows
 
 
 class _StoredPackage:

@@ -23,13 +23,10 @@ migrate: install
 seed: migrate
 	$(FLASK) seed-demo
 
-# The web app under gunicorn and the worker together; Ctrl-C stops both.
+# The web app under gunicorn and the worker together; Ctrl-C stops both within 5 s.
 run: seed
-	@echo "Module Registry on http://127.0.0.1:$(PORT)  (demo accounts in README.md; Ctrl-C stops)"
-	@bash -c 'trap "kill 0" INT TERM EXIT; \
-	  $(BIN)/gunicorn --bind 127.0.0.1:$(PORT) --workers 2 --threads 4 --access-logfile - wsgi:app & \
-	  $(FLASK) worker & \
-	  wait'
+	@echo "Demo accounts are listed in README.md"
+	@$(BIN)/python -m portal.cli.serve --port $(PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -65,6 +65,7 @@ class Config:
         )
         self.SERVICE_REGISTRY_RENEW_SECONDS = _int("SERVICE_REGISTRY_RENEW_SECONDS", 30)
         self.MAX_MODULE_SIZE_MB = _int("MAX_MODULE_SIZE_MB", 50)
+        self.ORPHAN_SWEEP_INTERVAL_SECONDS = _int("ORPHAN_SWEEP_INTERVAL_SECONDS", 600)
         self.MODULE_STORAGE_PATH = env.get(
             "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")
         )

@@ -9,6 +9,7 @@ import threading
 from flask import current_app
 
 from portal.redis_client import get_redis
+from portal.services.publishing.sweep import run_sweeps
 from portal.worker.health_scheduler import HealthScheduler
 from portal.worker.relay import Relay
 
@@ -59,6 +60,10 @@ def run_worker(*, once: bool = False) -> None:
     else:
         threads.append(threading.Thread(target=_in_app(app, relay.run, stop), name="relay"))
     threads.append(threading.Thread(target=scheduler.run, args=(stop,), name="health-scheduler"))
+    sweep_every = app.config["ORPHAN_SWEEP_INTERVAL_SECONDS"]
+    threads.append(
+        threading.Thread(target=_in_app(app, run_sweeps, stop, sweep_every), name="orphan-sweep")
+    )
     if app.config.get("SERVICE_REGISTRY_URL"):
         from portal.worker.service_registry import RegistryClient, run_registration
 

@@ -151,15 +151,26 @@ class _StoredPackage:
 
     def __exit__(self, exc_type, exc, tb):
         package = self.checked.package
-        if exc_type is not None and package is not None and self.created:
-            referenced = db.session.execute(
-                sa.select(ModuleRelease.id)
-                .where(ModuleRelease.package_sha256 == package.sha256)
-                .limit(1)
-            ).first()
-            if referenced is None:
-                package_store().delete(package.sha256)
+        failed_here = exc_type is not None and package is not None and self.created
+        if failed_here and _still_unreferenced(package.sha256):
+            package_store().delete(package.sha256)
         return False
+
+
+def _still_unreferenced(sha256: str) -> bool:
+    """Whether no committed release names the package. When the database cannot answer
+    (the failure being undone is often the database going away), the file counts as
+    unreferenced: no transaction of ours could commit a row naming it meanwhile, and a
+    file left behind would be an orphan. The worker's sweep catches whatever slips by."""
+    try:
+        db.session.rollback()
+        referenced = db.session.execute(
+            sa.select(ModuleRelease.id).where(ModuleRelease.package_sha256 == sha256).limit(1)
+        ).first()
+    except sa.exc.SQLAlchemyError:
+        db.session.rollback()
+        return True
+    return referenced is None
 
 
 def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:

@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FLASK = $(BIN)/flask --app wsgi
 PORT ?= 8005
 
-.PHONY: run test install lint format migrate seed bench clean
+.PHONY: run test install lint format migrate seed bench clean drill
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ format: install
 
 test: lint
 	$(BIN)/pytest
+
+# Fault drills (a PostgreSQL cluster of their own, gunicorn, faults mid-load): minutes, so
+# not part of `make test`; CI runs them after it.
+drill: install
+	MR_DRILLS=1 $(BIN)/pytest -p no:cacheprovider tests/drills
 
 bench: install
 	$(BIN)/python bench/run_all.py

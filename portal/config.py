@@ -65,6 +65,10 @@ class Config:
         )
         self.SERVICE_REGISTRY_RENEW_SECONDS = _int("SERVICE_REGISTRY_RENEW_SECONDS", 30)
         self.MAX_MODULE_SIZE_MB = _int("MAX_MODULE_SIZE_MB", 50)
+        # /health: every probe within this many seconds; the relay counts as lagging when
+        # its oldest unpublished event is older than RELAY_LAG_DEGRADED_SECONDS.
+        self.HEALTH_PROBE_TIMEOUT = float(env.get("HEALTH_PROBE_TIMEOUT", "0.8"))
+        self.RELAY_LAG_DEGRADED_SECONDS = _int("RELAY_LAG_DEGRADED_SECONDS", 60)
         self.ORPHAN_SWEEP_INTERVAL_SECONDS = _int("ORPHAN_SWEEP_INTERVAL_SECONDS", 600)
         self.MODULE_STORAGE_PATH = env.get(
             "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")

@@ -27,6 +27,7 @@ def create_app(config=None) -> Flask:
     app.config.from_object(config)
     app.request_class = RegistryRequest
     app.url_map.converters["int"] = DatabaseId
+    app.json.sort_keys = False  # JSON keeps the order it was built in (a manifest's fields)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **_engine_options(app),
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),

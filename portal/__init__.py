@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 def create_app(config=None) -> Flask:
     """Build the app; starts no threads and touches no database (CLI and tests rely on it)."""
     from portal.config import Config
+    from portal.http.ids import DatabaseId
     from portal.http.uploads import RegistryRequest
 
     config = config or Config()
@@ -25,6 +26,8 @@ def create_app(config=None) -> Flask:
     )
     app.config.from_object(config)
     app.request_class = RegistryRequest
+    app.url_map.converters["int"] = DatabaseId
+    app.json.sort_keys = False  # JSON keeps the order it was built in (a manifest's fields)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **_engine_options(app),
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),

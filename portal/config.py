@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 from pathlib import Path
 
@@ -35,6 +36,9 @@ class Config:
             env.get("DATABASE_URL") or f"sqlite:///{Path(self.INSTANCE_PATH) / 'registry.db'}"
         )
         self.REDIS_URL = env.get("REDIS_URL") or None
+        # The browsable API docs (/docs, /redoc): for development, as the original design
+        # says; production turns them off unless asked. The OpenAPI document stays served.
+        self.API_DOCS = _bool(env.get("API_DOCS"), default=not production)
         self.EVENT_STREAM = env.get("EVENT_STREAM", "module-registry:events")
         self.EVENT_STREAM_MAXLEN = _int("EVENT_STREAM_MAXLEN", 100_000)
         self.SERVICE_REGISTRY_URL = env.get("SERVICE_REGISTRY_URL") or None
@@ -61,6 +65,11 @@ class Config:
         )
         self.SERVICE_REGISTRY_RENEW_SECONDS = _int("SERVICE_REGISTRY_RENEW_SECONDS", 30)
         self.MAX_MODULE_SIZE_MB = _int("MAX_MODULE_SIZE_MB", 50)
+        # /health: every probe within this many seconds; the relay counts as lagging when
+        # its oldest unpublished event is older than RELAY_LAG_DEGRADED_SECONDS.
+        self.HEALTH_PROBE_TIMEOUT = float(env.get("HEALTH_PROBE_TIMEOUT", "0.8"))
+        self.RELAY_LAG_DEGRADED_SECONDS = _int("RELAY_LAG_DEGRADED_SECONDS", 60)
+        self.ORPHAN_SWEEP_INTERVAL_SECONDS = _int("ORPHAN_SWEEP_INTERVAL_SECONDS", 600)
         self.MODULE_STORAGE_PATH = env.get(
             "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")
         )
@@ -126,8 +135,16 @@ class TestConfig(Config):
 
 
 def normalize_database_url(url: str) -> str:
-    """Use psycopg 3 for PostgreSQL whatever scheme the URL was written with."""
-    for prefix in ("postgres://", "postgresql://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix) :]
-    return url
+    """Drive PostgreSQL with psycopg 3 whatever scheme the URL was written with: `postgres://`
+    (Heroku style), `postgresql://`, or another driver's (the original design's
+    `postgresql+asyncpg://`, `postgresql+psycopg2://`). A replaced driver is logged once."""
+    scheme, sep, rest = url.partition("://")
+    base, _, driver = scheme.partition("+")
+    if not sep or base not in ("postgres", "postgresql") or driver == "psycopg":
+        return url
+    if driver:
+        logging.getLogger(__name__).info(
+            "DATABASE_URL names the %s driver; the registry drives PostgreSQL with psycopg 3",
+            driver,
+        )
+    return "postgresql+psycopg://" + rest

@@ -11,7 +11,8 @@ def engine_options(uri: str) -> dict:
     """Options for create_engine; SQLite waits for locks instead of failing at once."""
     if uri.startswith("sqlite"):
         return {"connect_args": {"timeout": 30, "check_same_thread": False}}
-    return {"pool_pre_ping": True}
+    # A server that accepts and never answers must not hang a request (or /health) forever.
+    return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
 
 
 def _takes_write_lock() -> bool:

@@ -35,6 +35,57 @@ def test_postgres_urls_use_psycopg_3(monkeypatch):
     assert config.SQLALCHEMY_DATABASE_URI == "postgresql+psycopg://u:p@db:5432/x"
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://u:p@db:5432/x",
+        "postgresql+asyncpg://u:p@db:5432/x",
+        "postgresql+psycopg2://u:p@db:5432/x",
+        "postgresql+psycopg://u:p@db:5432/x",
+    ],
+)
+def test_every_postgres_url_form_is_driven_by_psycopg_3(monkeypatch, url):
+    config = _config(monkeypatch, DATABASE_URL=url)
+    assert config.SQLALCHEMY_DATABASE_URI == "postgresql+psycopg://u:p@db:5432/x"
+
+
+def test_the_original_designs_asyncpg_url_starts_the_app(monkeypatch, tmp_path):
+    """The URL is only parsed at start (no connection is made), so the app must build."""
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://u:p@127.0.0.1:1/x")
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    app = create_app()
+    with app.app_context():
+        from portal.extensions import db
+
+        assert db.engine.dialect.driver == "psycopg"
+
+
+@pytest.mark.parametrize(
+    ("environment", "setting", "served"),
+    [
+        ("development", None, True),
+        ("production", None, False),
+        ("production", "1", True),
+        ("development", "0", False),
+    ],
+)
+def test_the_browsable_api_docs_follow_api_docs(
+    monkeypatch, tmp_path, environment, setting, served
+):
+    monkeypatch.setenv("ENVIRONMENT", environment)
+    monkeypatch.setenv("SECRET_KEY", "x" * 40)
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/r.db")
+    if setting is not None:
+        monkeypatch.setenv("API_DOCS", setting)
+    else:
+        monkeypatch.delenv("API_DOCS", raising=False)
+    client = create_app().test_client()
+    for path in ("/docs", "/redoc"):
+        assert client.get(path).status_code == (200 if served else 404)
+    assert client.get("/api/v1/openapi.json").status_code == 200
+
+
 def test_production_refuses_the_default_secret_key(monkeypatch):
     config = _config(monkeypatch, ENVIRONMENT="production")
     assert config.SECRET_KEY == DEFAULT_SECRET_KEY

@@ -84,6 +84,8 @@ def _new_description(role, world):
 # "METHOD rule": (expected statuses in ROLES order, request kwargs builder or None)
 ROUTES: dict[str, tuple[tuple[int, ...], object]] = {
     "GET /health": ((200, 200, 200, 200, 200), None),
+    "GET /health/live": ((200, 200, 200, 200, 200), None),
+    "GET /health/ready": ((200, 200, 200, 200, 200), None),
     "GET /info": ((200, 200, 200, 200, 200), None),
     "GET /login": ((200, 200, 200, 200, 200), None),
     "POST /login": ((422, 303, 303, 303, 303), _own_credentials),

@@ -86,8 +86,36 @@ def worker(once: bool) -> None:
     run_worker(once=once)
 
 
+storage_cli = AppGroup("storage", help="The package store.")
+
+
+@storage_cli.command("sweep")
+@click.option(
+    "--min-age",
+    type=float,
+    default=None,
+    help="Seconds a file must have existed (default: one hour).",
+)
+def storage_sweep(min_age: float | None) -> None:
+    """Remove stored packages no release names, and temp uploads left by a crash."""
+    from portal.services.publishing.sweep import DEFAULT_MIN_AGE_SECONDS, sweep_orphan_packages
+
+    report = sweep_orphan_packages(DEFAULT_MIN_AGE_SECONDS if min_age is None else min_age)
+    click.echo(
+        f"removed {report.packages_removed} orphan packages, {report.temp_files_removed} temp files"
+    )
+
+
 def register(app: Flask) -> None:
     from portal.cli.modules import modules_cli
 
-    for command in (companies_cli, users_cli, tokens_cli, modules_cli, seed_demo, worker):
+    for command in (
+        companies_cli,
+        users_cli,
+        tokens_cli,
+        modules_cli,
+        storage_cli,
+        seed_demo,
+        worker,
+    ):
         app.cli.add_command(command)

@@ -51,12 +51,15 @@ def parse_paging(args: Mapping[str, str], default_per_page: int = 20) -> tuple[i
     errors = []
     values = {}
     for key, default in (("page", 1), ("per_page", default_per_page)):
-        raw = args.get(key)
-        if raw is None or raw == "":
+        given = args.getlist(key) if hasattr(args, "getlist") else [args.get(key)]
+        given = [raw for raw in given if raw is not None]
+        if not given:
             values[key] = default
             continue
-        number = whole_number(raw)
-        if number is None:
+        number = whole_number(given[0])
+        if len(given) > 1:
+            errors.append({"pointer": f"/{key}", "message": "must be given once"})
+        elif number is None:
             errors.append({"pointer": f"/{key}", "message": "must be a positive integer"})
         elif key == "page" and number > MAX_PAGE:
             errors.append({"pointer": "/page", "message": f"must be at most {MAX_PAGE}"})

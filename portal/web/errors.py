@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 
+import redis.exceptions
 from flask import Flask, Response, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
@@ -16,6 +18,7 @@ from portal.web import htmx
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE = "https://xerpium.dev/problems/"
+RETRY_AFTER_SECONDS = 5
 
 
 def wants_problem_json() -> bool:
@@ -61,6 +64,15 @@ def render_error(status: int, title: str, detail: str, errors=None, headers=None
     return resp
 
 
+def _forget_the_transaction() -> None:
+    """Roll the request's session back; on a dead connection that raises too, and the
+    pool discards the connection, so nothing more is to be done."""
+    try:
+        db.session.rollback()
+    except sa_exc.SQLAlchemyError as exc:
+        log.info("rollback on a lost connection: %s", type(exc).__name__)
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(DomainError)
     def domain_error(exc: DomainError):
@@ -77,11 +89,28 @@ def register(app: Flask) -> None:
         limit = app.config["MAX_MODULE_SIZE_MB"]
         return render_error(413, "Content too large", f"The upload exceeds {limit} MB.")
 
+    @app.errorhandler(sa_exc.OperationalError)
+    @app.errorhandler(sa_exc.InterfaceError)
+    @app.errorhandler(sa_exc.TimeoutError)
+    @app.errorhandler(redis.exceptions.ConnectionError)
+    @app.errorhandler(redis.exceptions.TimeoutError)
+    def outage(exc: Exception):
+        # The database or Redis went away (a restart, a network cut): the client may retry,
+        # and the pool reconnects by itself once the server is back.
+        _forget_the_transaction()
+        log.warning("service unavailable: %s: %s", type(exc).__name__, exc)
+        return render_error(
+            503,
+            "Service unavailable",
+            "The registry cannot reach its database or Redis right now; try again shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
     @app.errorhandler(DataError)
     def unstorable_value(exc: DataError):
         # A value the database refuses (a NUL character, a number out of range) is bad
         # input, never a server error.
-        db.session.rollback()
+        _forget_the_transaction()
         log.info("refused a value the database cannot store: %s", exc.orig)
         return render_error(
             422, "Validation failed", "The request holds a value that cannot be stored."
@@ -103,7 +132,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
-        db.session.rollback()
+        _forget_the_transaction()
         if app.config.get("TESTING") and app.config.get("PROPAGATE_TEST_ERRORS", True):
             raise exc
         log.exception("unexpected error")

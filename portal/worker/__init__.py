@@ -8,7 +8,10 @@ import threading
 
 from flask import current_app
 
+from portal.extensions import db
 from portal.redis_client import get_redis
+from portal.services.platform.service_health import HEARTBEAT_SECONDS, record_worker_heartbeat
+from portal.services.publishing.sweep import run_sweeps
 from portal.worker.health_scheduler import HealthScheduler
 from portal.worker.relay import Relay
 
@@ -33,6 +36,7 @@ def run_worker(*, once: bool = False) -> None:
     relay = build_relay(app)
     scheduler = HealthScheduler(app)
     if once:
+        _heartbeat(app)
         report = scheduler.sweep_once()
         scheduler.release()
         log.info(
@@ -59,6 +63,10 @@ def run_worker(*, once: bool = False) -> None:
     else:
         threads.append(threading.Thread(target=_in_app(app, relay.run, stop), name="relay"))
     threads.append(threading.Thread(target=scheduler.run, args=(stop,), name="health-scheduler"))
+    sweep_every = app.config["ORPHAN_SWEEP_INTERVAL_SECONDS"]
+    threads.append(
+        threading.Thread(target=_in_app(app, run_sweeps, stop, sweep_every), name="orphan-sweep")
+    )
     if app.config.get("SERVICE_REGISTRY_URL"):
         from portal.worker.service_registry import RegistryClient, run_registration
 
@@ -74,9 +82,21 @@ def run_worker(*, once: bool = False) -> None:
         thread.start()
     log.info("worker running (%s)", ", ".join(t.name for t in threads) or "no jobs")
     while not stop.is_set():
-        stop.wait(1)
+        _heartbeat(app)
+        stop.wait(HEARTBEAT_SECONDS)
     for thread in threads:
         thread.join(timeout=10)
+
+
+def _heartbeat(app) -> None:
+    """The worker's sign of life for /health; a database outage only delays it."""
+    with app.app_context():
+        try:
+            record_worker_heartbeat()
+        except Exception as exc:  # noqa: BLE001 - tried again next beat
+            log.warning("heartbeat not recorded: %s", exc)
+        finally:
+            db.session.remove()
 
 
 def _in_app(app, func, *args):

@@ -5,8 +5,11 @@ pending on its page and in "My releases"; without JavaScript the same form still
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from playwright.sync_api import expect
 
+from portal.extensions import db
+from portal.models import ModuleRelease
 from tests.browser.conftest import TIMEOUT_MS
 from tests.browser.pages import (
     mark_page,
@@ -185,3 +188,42 @@ def test_publishing_works_without_javascript(new_context, base_url, demo_people)
     _expect_release_page(page, base_url)
     open_from_nav(page, "Publish")
     expect(release_row(page, NAME, VERSION).get_by_test_id("status")).to_have_text("pending")
+
+
+def test_a_developer_fixes_a_rejected_package_and_its_dependencies_survive(
+    page, base_url, live_server, demo_people, tmp_path
+):
+    """The usual fix: the same dependencies, better words, a new package picked on the
+    resubmit form (which starts from the package, not the old manifest)."""
+    deps = [{"name": "base-lib", "version": ">=1.0.0"}, {"name": "auth", "version": "^2"}]
+    first = tmp_path / f"{NAME}.zip"
+    first.write_bytes(zip_package(manifest_yaml(NAME, VERSION, dependencies=deps)))
+    _open_publish(page, base_url)
+    page.get_by_label("Package").set_input_files(first)
+    expect(page.locator("#validation-summary").get_by_test_id("validation-ok")).to_be_visible()
+    page.get_by_role("button", name="Submit for review").click()
+    _expect_release_page(page, base_url)
+    with live_server.app.app_context():
+        release = db.session.execute(
+            sa.select(ModuleRelease).where(ModuleRelease.name == NAME)
+        ).scalar_one()
+        release.status, release.status_reason = "rejected", "Say what it does."
+        db.session.commit()
+        db.session.remove()
+
+    open_from_nav(page, "Publish")
+    release_row(page, NAME, VERSION).get_by_role("link", name="Fix and resubmit").click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text(f"Resubmit {NAME}")
+    expect(page.get_by_test_id("resubmit-hint")).to_be_visible()
+    expect(page.get_by_label("Manifest (module.yaml)")).to_have_value("")
+    fixed = tmp_path / "fixed" / first.name
+    fixed.parent.mkdir()
+    words = "Purchase orders with a two-step approval"
+    fixed.write_bytes(
+        zip_package(manifest_yaml(NAME, VERSION, description=words, dependencies=deps))
+    )
+    page.get_by_label("Package").set_input_files(fixed)
+    expect(page.locator("#validation-summary").get_by_test_id("validation-ok")).to_be_visible()
+    page.get_by_role("button", name="Resubmit for review").click()
+    _expect_release_page(page, base_url)
+    expect(page.get_by_text(words)).to_be_visible()

@@ -368,7 +368,7 @@ def test_config_fields_follow_local_refs_and_describe_arrays():
         "required": ["primary"],
     }
     fields = {f.name: f for f in config_fields(schema)}
-    assert list(fields) == ["mode", "primary", "primary.url", "token", "zones"]
+    assert list(fields) == ["token", "primary", "primary.url", "zones", "mode"]  # as written
     assert fields["token"].secret and fields["token"].description == "Runtime token"
     assert fields["primary.url"].required and fields["primary.url"].type == "string (uri)"
     assert fields["zones"].type == "array of string"

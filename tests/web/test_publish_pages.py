@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Event, ModuleRelease
-from tests.helpers import count, login, publish_manifest
+from tests.helpers import count, login, publish_manifest, publish_package
 from tests.packaging import manifest, manifest_yaml, zip_package
 
 
@@ -117,3 +117,56 @@ def test_the_module_page_shows_only_what_the_viewer_may_see(app, client, people)
         db.session.execute(sa.update(ModuleRelease).values(status="approved"))
         db.session.commit()
     assert client.get("/modules/purchasing").status_code == 200
+
+
+def _rejected_package_release(app, people, **manifest_fields) -> int:
+    data = zip_package(manifest_yaml(**manifest_fields))
+    with app.app_context():
+        release = publish_package(data, actor_email=people.developer.email, visibility="private")
+        release.status, release.status_reason = "rejected", "Describe it better."
+        db.session.commit()
+        return release.id
+
+
+def test_the_resubmit_form_of_a_packaged_release_starts_from_the_package_not_the_old_manifest(
+    app, client, people
+):
+    module_id = _rejected_package_release(app, people, description="Old words")
+    login(client, people.developer.email)
+    form = client.get(f"/publish/releases/{module_id}/resubmit").get_data(as_text=True)
+    assert "Old words" not in form  # the textarea is empty: the picked package decides
+    assert 'data-testid="resubmit-hint"' in form
+    assert '<option value="private" selected>' in form  # the release's real visibility
+    fixed = zip_package(manifest_yaml(description="Purchase orders and approvals"))
+    resp = client.post(
+        f"/publish/releases/{module_id}/resubmit",
+        data={**_package_form(fixed), "manifest": "", "visibility": "private"},
+        content_type="multipart/form-data",
+    )
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    with app.app_context():
+        release = db.session.get(ModuleRelease, module_id)
+        assert (release.status, release.description) == ("pending", "Purchase orders and approvals")
+        assert release.visibility == "private"
+
+
+def test_live_validation_says_when_the_pasted_manifest_differs_from_the_packages(
+    app, htmx_client, people
+):
+    module_id = _rejected_package_release(app, people)
+    login(htmx_client, people.developer.email)
+    fixed = zip_package(manifest_yaml(description="New words", tags=["erp"]))
+    resp = htmx_client.post(
+        "/publish/validate",
+        data={**_package_form(fixed), "manifest": manifest_yaml(), "release_id": module_id},
+        content_type="multipart/form-data",
+    )
+    page = resp.get_data(as_text=True)
+    assert 'data-testid="manifest-overrides"' in page
+    assert "description, tags" in page
+    same = htmx_client.post(
+        "/publish/validate",
+        data={**_package_form(fixed), "release_id": module_id},
+        content_type="multipart/form-data",
+    ).get_data(as_text=True)
+    assert 'data-testid="validation-ok"' in same and "manifest-overrides" not in same

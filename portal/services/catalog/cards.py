@@ -254,9 +254,9 @@ def config_fields(schema: Any) -> list[ConfigField]:
 
 def _push_properties(stack, node: dict, prefix: str, pointer: str, parent_required: bool, depth):
     required = node.get("required") if isinstance(node.get("required"), list) else []
-    # By name (PostgreSQL's JSONB does not keep the schema's key order), reversed so that
-    # popping the stack yields A to Z.
-    for key, sub in sorted(_properties(node).items(), key=lambda kv: str(kv[0]), reverse=True):
+    # In the manifest's order (stored as json, which keeps it), reversed so that popping
+    # the stack yields the first field first.
+    for key, sub in reversed(list(_properties(node).items())):
         token = str(key).replace("~", "~0").replace("/", "~1")
         stack.append(
             (

@@ -109,22 +109,29 @@ def _apply_manifest(release: ModuleRelease, checked: CheckedSubmission) -> None:
     release.author = m["author"]
     release.category = m.get("category")
     release.tags = list(m.get("tags") or [])
-    release.dependencies = [
-        ModuleDependency(
-            position=i,
-            name=dep["name"],
-            constraint=dep["version"],
-            type=dep["type"],
-            optional=dep["optional"],
-        )
-        for i, dep in enumerate(m.get("dependencies") or [])
-    ]
+    release.dependencies = _dependency_rows(release, m.get("dependencies") or [])
     if checked.inspected is not None:
         kind = checked.inspected.report.kind
         release.package_filename = f"{m['name']}-{m['version']}.{kind}"
         release.package_size = checked.package.size
         release.package_sha256 = checked.package.sha256
         release.scan_report = checked.inspected.report.as_dict()
+
+
+def _dependency_rows(release: ModuleRelease, wanted: list[dict]) -> list[ModuleDependency]:
+    """The release's dependency rows for a manifest: a dependency it keeps updates its own row,
+    so a resubmission never inserts a second (module, name) row beside the old one before the
+    old one is deleted; dropped rows go as orphans."""
+    existing = {row.name: row for row in release.dependencies}
+    rows = []
+    for position, dep in enumerate(wanted):
+        row = existing.get(dep["name"]) or ModuleDependency(name=dep["name"])
+        row.position = position
+        row.constraint = dep["version"]
+        row.type = dep["type"]
+        row.optional = dep["optional"]
+        rows.append(row)
+    return rows
 
 
 class _StoredPackage:
@@ -144,15 +151,26 @@ class _StoredPackage:
 
     def __exit__(self, exc_type, exc, tb):
         package = self.checked.package
-        if exc_type is not None and package is not None and self.created:
-            referenced = db.session.execute(
-                sa.select(ModuleRelease.id)
-                .where(ModuleRelease.package_sha256 == package.sha256)
-                .limit(1)
-            ).first()
-            if referenced is None:
-                package_store().delete(package.sha256)
+        failed_here = exc_type is not None and package is not None and self.created
+        if failed_here and _still_unreferenced(package.sha256):
+            package_store().delete(package.sha256)
         return False
+
+
+def _still_unreferenced(sha256: str) -> bool:
+    """Whether no committed release names the package. When the database cannot answer
+    (the failure being undone is often the database going away), the file counts as
+    unreferenced: no transaction of ours could commit a row naming it meanwhile, and a
+    file left behind would be an orphan. The worker's sweep catches whatever slips by."""
+    try:
+        db.session.rollback()
+        referenced = db.session.execute(
+            sa.select(ModuleRelease.id).where(ModuleRelease.package_sha256 == sha256).limit(1)
+        ).first()
+    except sa.exc.SQLAlchemyError:
+        db.session.rollback()
+        return True
+    return referenced is None
 
 
 def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:

@@ -73,6 +73,19 @@ class PackageStore:
         """Remove a stored package (only ever one that no row references)."""
         self.path_for(sha256).unlink(missing_ok=True)
 
+    def stored(self) -> Iterator[tuple[str, float]]:
+        """(digest, modification time) of every stored package."""
+        for path in self.root.glob("[0-9a-f][0-9a-f]/[0-9a-f][0-9a-f]/*"):
+            if re.fullmatch(r"[0-9a-f]{64}", path.name) and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    yield path.name, path.stat().st_mtime
+
+    def temp_files(self) -> Iterator[tuple[pathlib.Path, float]]:
+        """(path, modification time) of every temp upload file."""
+        for path in (self.root / "tmp").glob("upload-*"):
+            with contextlib.suppress(FileNotFoundError):
+                yield path, path.stat().st_mtime
+
 
 def stream_to_temp(
     stream, store: PackageStore, *, max_bytes: int, chunk_size: int = 1 << 20

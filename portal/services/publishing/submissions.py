@@ -54,6 +54,9 @@ class CheckedSubmission:
     manifest: dict  # normalized
     package: PackageFile | None
     inspected: InspectedPackage | None
+    # Top-level keys where a manifest sent beside a package differs from the package's
+    # module.yaml (the sent one is used): shown beside the field so it never wins silently.
+    overrides: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -99,15 +102,18 @@ def read_submission(sub: Submission) -> CheckedSubmission:
             )
         inspected = inspect_package(sub.package.path)
     separate = _separate_manifest(sub)
-    data = separate
+    data, overrides = separate, ()
     if inspected is not None:
         packaged = manifests.load_manifest_yaml(inspected.manifest_bytes)
         if separate is not None:
             _check_agreement(packaged, separate)
+            overrides = _differing_keys(packaged, separate)
         data = packaged if separate is None else separate
     normalized = manifests.check_manifest(data)
     _refuse_nul(normalized)
-    return CheckedSubmission(manifest=normalized, package=sub.package, inspected=inspected)
+    return CheckedSubmission(
+        manifest=normalized, package=sub.package, inspected=inspected, overrides=overrides
+    )
 
 
 def _separate_manifest(sub: Submission) -> dict | None:
@@ -130,6 +136,12 @@ def _check_agreement(packaged: dict, separate: dict) -> None:
     ]
     if errors:
         raise ValidationFailed("The package and the manifest disagree.", errors=errors)
+
+
+def _differing_keys(packaged: dict, separate: dict) -> tuple[str, ...]:
+    """Top-level keys whose values differ, in the package manifest's order, then new ones."""
+    keys = list(packaged) + [key for key in separate if key not in packaged]
+    return tuple(key for key in keys if packaged.get(key) != separate.get(key))
 
 
 def _refuse_nul(manifest: dict) -> None:

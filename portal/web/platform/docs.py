@@ -6,7 +6,7 @@ the docs work offline and no page loads anything from a CDN.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, render_template, request
+from flask import Blueprint, abort, current_app, jsonify, render_template, request
 
 from portal.api.openapi import build_openapi, document
 
@@ -42,11 +42,18 @@ def openapi_json():
     return resp.make_conditional(request)
 
 
+def _require_docs_on() -> None:
+    if not current_app.config["API_DOCS"]:
+        abort(404)
+
+
 @bp.get("/docs")
 def swagger():
+    _require_docs_on()
     return render_template("docs/swagger.html", assets=SWAGGER_UI)
 
 
 @bp.get("/redoc")
 def redoc():
+    _require_docs_on()
     return render_template("docs/redoc.html", script=REDOC)

@@ -36,7 +36,7 @@ def _page(*, status: int = 200, errors=None, manifest_text: str = "", release=No
         form=ActionForm(),
         errors=errors_by_field(errors, manifest_field=_manifest_field()),
         manifest_text=manifest_text,
-        visibility=request.form.get("visibility", "public"),
+        visibility=request.form.get("visibility", release.visibility if release else "public"),
         releases=catalog.releases_of_company(current_user.company_id),
         resubmit=release,
         **extra,
@@ -87,7 +87,10 @@ def create():
 def resubmit_form(module_id: int):
     _require_developer()
     release = releases.resubmittable_release(module_id, actor=current_user)
-    return _page(manifest_text=manifest_text_for(release.manifest), release=release)
+    # A packaged release is fixed by picking the fixed package, whose module.yaml must win;
+    # a manifest-only release is fixed in the text itself.
+    text = "" if release.package_sha256 else manifest_text_for(release.manifest)
+    return _page(manifest_text=text, release=release)
 
 
 @bp.post("/publish/releases/<int:module_id>/resubmit")

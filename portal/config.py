@@ -105,6 +105,9 @@ class Config:
         """Fail fast on settings that must never reach production."""
         if self.ENVIRONMENT == "production" and self.SECRET_KEY == DEFAULT_SECRET_KEY:
             raise RuntimeError("SECRET_KEY must be set when ENVIRONMENT=production.")
+        if self.ENVIRONMENT == "production" and len(self.SECRET_KEY.encode()) < 32:
+            # It signs sessions and JWTs: a short key can be guessed offline from one token.
+            raise RuntimeError("SECRET_KEY must be at least 32 bytes when ENVIRONMENT=production.")
         for cidr in filter(str.strip, self.HEALTH_CHECK_ALLOWED_NETWORKS.split(",")):
             try:
                 ipaddress.ip_network(cidr.strip(), strict=False)

@@ -93,6 +93,17 @@ def test_production_refuses_the_default_secret_key(monkeypatch):
         create_app(config)
 
 
+@pytest.mark.parametrize("key", ["short", "x" * 31, "é" * 15])
+def test_production_refuses_a_secret_key_under_32_bytes(monkeypatch, key):
+    config = _config(monkeypatch, ENVIRONMENT="production", SECRET_KEY=key)
+    with pytest.raises(RuntimeError, match="at least 32 bytes"):
+        create_app(config)
+
+
+def test_production_accepts_a_32_byte_secret_key(monkeypatch):
+    create_app(_config(monkeypatch, ENVIRONMENT="production", SECRET_KEY="k" * 32))
+
+
 def test_production_turns_debug_off_and_cookies_secure(monkeypatch):
     config = _config(monkeypatch, ENVIRONMENT="production", DEBUG="true", SECRET_KEY="s" * 40)
     assert config.DEBUG is False

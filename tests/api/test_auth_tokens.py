@@ -9,7 +9,7 @@ import pytest
 
 from portal.extensions import db
 from portal.services.accounts import users
-from tests.helpers import PASSWORD, bearer
+from tests.helpers import PASSWORD, bearer, login
 
 
 def _problem(resp, status):
@@ -72,6 +72,7 @@ def _claims(app, user_id, **overrides):
         "exp": now + timedelta(minutes=5),
         "aud": app.config["JWT_AUDIENCE"],
         "iss": "module-registry-service",
+        "sv": 1,  # a new user's session version
     }
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
@@ -88,7 +89,16 @@ def test_a_well_formed_jwt_signed_with_the_app_key_is_accepted(app, client, peop
 
 @pytest.mark.parametrize(
     "case",
-    ["expired", "alg_none", "no_exp", "other_key", "other_audience", "other_issuer", "no_sub"],
+    [
+        "expired",
+        "alg_none",
+        "no_exp",
+        "other_key",
+        "other_audience",
+        "other_issuer",
+        "no_sub",
+        "no_session_version",
+    ],
 )
 def test_bad_jwts_are_refused_with_401_problem_json(app, client, people, case):
     key = app.config["SECRET_KEY"]
@@ -106,6 +116,7 @@ def test_bad_jwts_are_refused_with_401_problem_json(app, client, people, case):
         "other_audience": lambda: jwt.encode(_claims(app, uid, aud="billing"), key, "HS256"),
         "other_issuer": lambda: jwt.encode(_claims(app, uid, iss="someone"), key, "HS256"),
         "no_sub": lambda: jwt.encode(_claims(app, uid, sub=None), key, "HS256"),
+        "no_session_version": lambda: jwt.encode(_claims(app, uid, sv=None), key, "HS256"),
     }
     _problem(_get_events(client, tokens[case]()), 401)
 
@@ -173,3 +184,17 @@ def test_a_nul_character_in_a_manifest_is_refused_never_a_500(app, client, peopl
         "/api/v1/modules/", json={"manifest": manifest}, headers=bearer(app, people.developer.email)
     )
     assert resp.status_code in (400, 422)
+
+
+def test_signing_out_everywhere_ends_the_jwts_issued_before(app, client, people):
+    token = client.post(
+        "/api/v1/auth/token", json={"email": people.developer.email, "password": PASSWORD}
+    ).get_json()["access_token"]
+    assert _get_events(client, token).status_code == 200
+    login(client, people.developer.email)
+    assert client.post("/logout").status_code == 303  # "sign out" ends every session
+    _problem(_get_events(client, token), 401)
+    fresh = client.post(
+        "/api/v1/auth/token", json={"email": people.developer.email, "password": PASSWORD}
+    ).get_json()["access_token"]
+    assert _get_events(client, fresh).status_code == 200

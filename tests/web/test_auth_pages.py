@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.helpers import PASSWORD, login
 
 
@@ -78,12 +80,37 @@ def test_htmx_requests_of_anonymous_visitors_get_an_hx_redirect(htmx_client):
     assert resp.headers["HX-Redirect"].startswith("/login")
 
 
-def test_sign_in_never_redirects_off_site(client, people):
+@pytest.mark.parametrize(
+    "next_",
+    [
+        "//evil.example/x",
+        "/%09/evil.example",  # browsers drop the tab: //evil.example
+        "/%0A/evil.example",  # a newline in the Location header was a 500
+        "/%0D%0ASet-Cookie:x=1",
+        "/%5C%5Cevil.example",  # backslashes read as slashes
+        "/\\evil.example",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "evil.example",
+        "/%20/evil.example",
+        "",
+    ],
+)
+def test_sign_in_never_redirects_off_site_whatever_next_says(client, people, next_):
     resp = client.post(
-        "/login?next=//evil.example/x",
+        f"/login?next={next_}",
         data={"email": people.developer.email, "password": PASSWORD},
     )
+    assert resp.status_code == 303
     assert resp.headers["Location"] == "/"
+
+
+def test_sign_in_goes_back_to_a_same_site_page_with_its_query(client, people):
+    resp = client.post(
+        "/login?next=/company/acme/installations%3Fpage%3D2",
+        data={"email": people.developer.email, "password": PASSWORD},
+    )
+    assert resp.headers["Location"] == "/company/acme/installations?page=2"
 
 
 def test_an_unknown_page_is_a_friendly_404(client, people):

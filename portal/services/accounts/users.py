@@ -136,7 +136,7 @@ def user_for_session(session_id: str) -> User | None:
 
 
 def end_sessions(user: User) -> None:
-    """Sign out everywhere: cookies issued before now stop naming a valid session."""
+    """Sign out everywhere: cookies and JWTs issued before now stop being valid."""
     with unit_of_work():
         db.session.execute(
             sa.update(User)
@@ -160,6 +160,8 @@ def issue_jwt(user: User) -> dict:
         "exp": now + timedelta(seconds=ttl),
         "aud": config["JWT_AUDIENCE"],
         "iss": "module-registry-service",
+        # Signing out everywhere moves the version, and with it every token issued before.
+        "sv": user.session_version,
     }
     token = jwt.encode(claims, config["SECRET_KEY"], algorithm="HS256")
     return {"access_token": token, "token_type": "Bearer", "expires_in": ttl}
@@ -185,7 +187,7 @@ def _user_from_jwt(token: str) -> User:
             algorithms=["HS256"],
             audience=config["JWT_AUDIENCE"],
             issuer="module-registry-service",
-            options={"require": ["exp", "iat", "sub", "aud"]},
+            options={"require": ["exp", "iat", "sub", "aud", "sv"]},
         )
     except jwt.PyJWTError as exc:
         raise Unauthorized(f"The token is not valid: {exc}.") from exc
@@ -193,6 +195,8 @@ def _user_from_jwt(token: str) -> User:
     user = db.session.get(User, int(sub)) if sub.isdigit() else None
     if user is None or not user.active:
         raise Unauthorized("The token's user does not exist.")
+    if claims["sv"] != user.session_version:
+        raise Unauthorized("The token was issued before its user signed out everywhere.")
     return user
 
 

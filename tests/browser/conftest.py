@@ -93,6 +93,34 @@ def base_url(live_server):
     return live_server.url
 
 
+CSP_VIOLATION = "Content Security Policy"
+
+
+@pytest.fixture
+def csp_violations() -> list[str]:
+    """What the browser reported as blocked by the Content-Security-Policy in this test."""
+    return []
+
+
+@pytest.fixture
+def new_context(new_context, csp_violations):
+    """pytest-playwright's factory, with every context reporting CSP violations: a journey
+    whose page breaks the policy fails, whatever it asserts itself."""
+
+    def make(**kwargs):
+        ctx = new_context(**kwargs)
+
+        def on_console(message):
+            if message.type == "error" and CSP_VIOLATION in message.text:
+                csp_violations.append(f"{message.location.get('url')}: {message.text}")
+
+        ctx.on("console", on_console)
+        return ctx
+
+    yield make
+    assert csp_violations == [], "the Content-Security-Policy blocked something"
+
+
 @pytest.fixture
 def context(new_context):
     """A fresh browser context per test, with 10 s for actions, navigations and expect()."""

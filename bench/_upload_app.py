@@ -24,10 +24,10 @@ import functools
 import os
 import time
 
+import portal.api.modules
 from flask import abort, g, request, send_file
 from werkzeug.security import safe_join
 
-import portal.api.modules
 import portal.services.publishing.submissions
 from portal import create_app
 from portal.config import Config

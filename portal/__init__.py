@@ -118,7 +118,21 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from portal import models
+    from portal.services.publishing.releases import is_resubmittable
     from portal.web.nav import navigation
+
+    # The vocabularies by name (`release.status == ReleaseStatus.REJECTED`), and the rules
+    # templates ask about (`release is resubmittable`), so pages spell neither by hand.
+    for vocabulary in (
+        models.Role,
+        models.ReleaseStatus,
+        models.Visibility,
+        models.InstallationStatus,
+        models.HealthStatus,
+    ):
+        app.jinja_env.globals[vocabulary.__name__] = vocabulary
+    app.jinja_env.tests["resubmittable"] = is_resubmittable
 
     @app.context_processor
     def inject_navigation():

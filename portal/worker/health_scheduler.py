@@ -35,7 +35,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.lib.outbound import Resolver, allowed_networks_from
-from portal.models import Installation, ModuleRelease
+from portal.models import HealthStatus, Installation, InstallationStatus, ModuleRelease
 from portal.models.base import utcnow
 from portal.services.health.probes import ProbeResult, probe, settings_for
 from portal.services.health.records import record_health
@@ -118,7 +118,7 @@ class HealthScheduler:
             )
             .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
             .where(
-                Installation.status == "installed",
+                Installation.status == InstallationStatus.INSTALLED,
                 sa.or_(
                     sa.and_(
                         Installation.endpoint_url.is_not(None), Installation.endpoint_url != ""
@@ -172,7 +172,7 @@ class HealthScheduler:
                     began = self.silent_since(row, now)
                     if began is not None:
                         already = (
-                            row.health_status == "unhealthy"
+                            row.health_status == HealthStatus.UNHEALTHY
                             and row.health_checked_at is not None
                             and row.health_checked_at >= began
                         )
@@ -202,14 +202,17 @@ class HealthScheduler:
                     since = inst.last_heartbeat_at.isoformat(timespec="seconds")
                     since = since.replace("+00:00", "Z")
                     message = f"no heartbeat since {since}"
-                    changed += record_health(inst, "unhealthy", message, None, "silence")
+                    changed += record_health(inst, HealthStatus.UNHEALTHY, message, None, "silence")
         return changed
 
     def _load(self, batch: dict[int, _Row]) -> list[Installation]:
         return list(
             db.session.execute(
                 sa.select(Installation)
-                .where(Installation.id.in_(list(batch)), Installation.status == "installed")
+                .where(
+                    Installation.id.in_(list(batch)),
+                    Installation.status == InstallationStatus.INSTALLED,
+                )
                 .execution_options(populate_existing=True)
             ).scalars()
         )
@@ -226,7 +229,7 @@ class HealthScheduler:
             )
         except Exception as exc:  # a bug must not stop the other checks
             log.exception("health check of installation %s failed", row.id)
-            return ProbeResult("unhealthy", None, f"check failed: {type(exc).__name__}")
+            return ProbeResult(HealthStatus.UNHEALTHY, None, f"check failed: {type(exc).__name__}")
 
     def _probe_all(self, rows: list[_Row], report: SweepReport) -> None:
         pending: list[tuple[_Row, ProbeResult]] = []

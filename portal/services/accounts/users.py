@@ -14,7 +14,7 @@ from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models import ROLES, ApiToken, Company, SignInFailure, User
+from portal.models import ApiToken, Company, Role, SignInFailure, User
 from portal.models.base import utcnow
 from portal.services.accounts.access import company_by_slug
 from portal.services.errors import (
@@ -68,9 +68,9 @@ def create_user(email: str, password: str, role: str, company_slug: str | None =
         errors.append({"pointer": "/email", "message": "must be an email address"})
     if len(password or "") < 8:
         errors.append({"pointer": "/password", "message": "must be at least 8 characters"})
-    if role not in ROLES:
-        errors.append({"pointer": "/role", "message": f"must be one of {', '.join(ROLES)}"})
-    if role != "platform_admin" and not company_slug:
+    if not Role.has(role):
+        errors.append({"pointer": "/role", "message": f"must be one of {', '.join(Role)}"})
+    if role != Role.PLATFORM_ADMIN and not company_slug:
         errors.append({"pointer": "/company", "message": "is required for this role"})
     if errors:
         raise ValidationFailed("The user is invalid.", errors=errors)

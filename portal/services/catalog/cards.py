@@ -12,7 +12,7 @@ from sqlalchemy import orm
 from portal.events import EVENT_TYPES
 from portal.extensions import db
 from portal.lib.config_schema import MAX_SCHEMA_DEPTH, secret_fields
-from portal.models import Company, Event, Installation, ModuleRelease, User
+from portal.models import Company, Event, Installation, InstallationStatus, ModuleRelease, User
 from portal.services.accounts.access import is_admin
 from portal.services.catalog import cache
 from portal.services.catalog import queries as catalog
@@ -125,7 +125,10 @@ def usage_counts(names: list[str]) -> dict[str, int]:
         return counts
     rows = db.session.execute(
         sa.select(Installation.module_name, sa.func.count(sa.distinct(Installation.company_id)))
-        .where(Installation.module_name.in_(set(names)), Installation.status == "installed")
+        .where(
+            Installation.module_name.in_(set(names)),
+            Installation.status == InstallationStatus.INSTALLED,
+        )
         .group_by(Installation.module_name)
     ).all()
     counts.update({name: used for name, used in rows})

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
-from portal.models import HealthChange, Installation, User
+from portal.models import HealthChange, Installation, InstallationStatus, User
 from portal.models.base import utcnow
 from portal.services.accounts.access import is_admin, visible_company
 
@@ -65,6 +65,9 @@ def health_badges(company_slug: str, *, actor: User) -> list:
             Installation.health_message,
             Installation.health_checked_at,
         )
-        .where(Installation.company_id == company.id, Installation.status == "installed")
+        .where(
+            Installation.company_id == company.id,
+            Installation.status == InstallationStatus.INSTALLED,
+        )
         .order_by(Installation.id)
     ).all()

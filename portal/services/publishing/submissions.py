@@ -10,12 +10,12 @@ import pathlib
 import re
 from dataclasses import dataclass, field
 
+from portal.models import Visibility
 from portal.services.errors import ValidationFailed
 from portal.services.publishing import manifest as manifests
 from portal.services.publishing.inspection import InspectedPackage, inspect_package
 
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-VISIBILITIES = ("public", "private")
 
 
 @dataclass
@@ -67,7 +67,7 @@ class CheckedSubmission:
 def check_options(sub: Submission) -> None:
     """The small fields around the content. Raises ValidationFailed."""
     errors = []
-    if sub.visibility is not None and sub.visibility not in VISIBILITIES:
+    if sub.visibility is not None and not Visibility.has(sub.visibility):
         errors.append({"pointer": "/visibility", "message": "must be public or private"})
     if sub.expected_sha256 is not None and not SHA256_RE.match(sub.expected_sha256):
         errors.append({"pointer": "/sha256", "message": "must be 64 hexadecimal digits"})

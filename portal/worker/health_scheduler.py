@@ -20,12 +20,9 @@ ticks until `stop` is set.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -41,6 +38,7 @@ from portal.services.health.probes import ProbeResult, probe, settings_for
 from portal.services.health.records import record_health
 from portal.services.platform.leases import acquire_lease, release_lease
 from portal.services.uow import unit_of_work
+from portal.worker.loop import holder_id, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +86,7 @@ class HealthScheduler:
     ):
         self.app = app
         config = app.config
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or holder_id()
         self.tick_seconds = tick_seconds
         self.default_interval = float(config["HEALTH_CHECK_DEFAULT_INTERVAL"])
         self.default_timeout = float(config["HEALTH_CHECK_DEFAULT_TIMEOUT"])
@@ -266,26 +264,20 @@ class HealthScheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Tick until `stop` is set; errors (database down...) are logged and retried."""
-        backoff = 1.0
-        while not stop.is_set():
-            try:
-                report = self.sweep_once()
-                backoff = 1.0
-                if report.probed or report.silenced:
-                    log.info(
-                        "health sweep: %d checked %s, %d silent, %d changed in %.1fs",
-                        report.probed,
-                        report.statuses,
-                        report.silenced,
-                        report.changed,
-                        report.seconds,
-                    )
-            except Exception as exc:
-                log.warning("health scheduler: %s; retrying in %.0fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 60.0)
-                continue
-            stop.wait(self.tick_seconds)
+
+        def tick() -> None:
+            report = self.sweep_once()
+            if report.probed or report.silenced:
+                log.info(
+                    "health sweep: %d checked %s, %d silent, %d changed in %.1fs",
+                    report.probed,
+                    report.statuses,
+                    report.silenced,
+                    report.changed,
+                    report.seconds,
+                )
+
+        run_until_stopped(stop, tick, self.tick_seconds, 60.0, name="health scheduler")
         self.release()
 
     def release(self) -> None:

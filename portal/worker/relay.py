@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from datetime import UTC
 
 import sqlalchemy as sa
@@ -18,6 +15,7 @@ from portal.extensions import db
 from portal.models import Event
 from portal.models.base import utcnow
 from portal.services.platform.leases import acquire_lease, release_lease
+from portal.worker.loop import holder_id, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ class Relay:
         self.maxlen = maxlen
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or holder_id()
         self._renew_at = 0.0
 
     def publish_batch(self) -> int:
@@ -149,20 +147,19 @@ class Relay:
 
     def run(self, stop: threading.Event, *, idle_seconds: float = 0.5) -> None:
         """Publish until `stop` is set; back off (up to 30 s) while Redis or the DB fails."""
-        backoff = 0.5
-        while not stop.is_set():
+
+        def drain_once() -> None:
             try:
                 self.drain()
-                backoff = 0.5
-            except Exception as exc:  # Redis down or DB hiccup: retry later, never crash
+            except Exception:
                 db.session.rollback()
-                log.warning("event relay: %s; retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
+                raise
             finally:
                 db.session.remove()
-            stop.wait(idle_seconds)
+
+        run_until_stopped(
+            stop, drain_once, idle_seconds, 30.0, name="event relay", first_backoff=0.5
+        )
         try:
             release_lease(RELAY_LEASE, self.holder)
         finally:

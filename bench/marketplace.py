@@ -291,7 +291,7 @@ def seed(app, names: int, releases: int, rng: random.Random) -> dict:
     import sqlalchemy as sa
 
     from portal.extensions import db
-    from portal.lib.versions import parse_version
+    from portal.lib.versions import Version
     from portal.models import Company, User
     from portal.services.accounts import users
     from portal.services.catalog.names import fold_name
@@ -347,7 +347,7 @@ def seed(app, names: int, releases: int, rng: random.Random) -> dict:
                 description = describe(name, rng)
                 born = now - timedelta(days=rng.randrange(60, 730))
                 versions = versions_of(rng, releases)
-                parsed = [parse_version(v) for v in versions]
+                parsed = [Version.parse(v) for v in versions]
                 # api.md's latest: the newest by precedence, a stable release preferred.
                 best = max(
                     range(len(versions)),

@@ -44,7 +44,7 @@ def _engine_options(app: Flask) -> dict:
 
 
 def register_extensions(app: Flask) -> None:
-    from portal.database import configure_engine, include_object
+    from portal.database import configure_engine, include_object, render_item
     from portal.extensions import csrf, db, login_manager, migrate
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -60,6 +60,7 @@ def register_extensions(app: Flask) -> None:
         directory=os.path.join(app.root_path, "..", "migrations"),
         render_as_batch=True,
         include_object=include_object,
+        render_item=render_item,
     )
     csrf.init_app(app)
     login_manager.init_app(app)

@@ -79,7 +79,7 @@ def seed_demo() -> None:
 @with_appcontext
 @click.option("--once", is_flag=True, help="Do one round of every job, then exit.")
 def worker(once: bool) -> None:
-    """Run the event relay (and later jobs) until stopped."""
+    """Run the worker's jobs (event relay, health checks, service registry) until stopped."""
     from portal.worker import run_worker
 
     run_worker(once=once)

@@ -192,7 +192,8 @@ _STREAM_KEYS = (
 )
 # The same fields as stream_fields(), as text from PostgreSQL itself (occurred_at as
 # datetime.isoformat() writes it: microseconds only when there are some): converting
-# timestamps and building each entry in Python took a quarter of a batch's time.
+# timestamps and building each entry in Python was a large share of a batch's time
+# (bench/README.md, "Event relay").
 _POSTGRES_BATCH = """
 SELECT id, event_id, type,
        to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
@@ -222,13 +223,13 @@ def _stream_entries_postgres(limit: int, in_flight) -> list[tuple[int, dict[str,
 
 def _in_ids(ids) -> sa.ColumnElement:
     """`id = ANY(:ids)`: one array parameter on PostgreSQL, not an IN list of a batch's
-    parameters to render, bind and parse each time (it halved the marking's cost)."""
+    parameters to render, bind and parse each time (the cheaper of the two to mark)."""
     return Event.id == sa.any_(sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.Integer)))
 
 
 def _mark_published(conn: sa.Connection, ids: list[int]) -> None:
     """Mark a published batch in `conn`'s transaction (the caller commits). One UPDATE for
-    the batch: row by row halved the throughput. Its commit need not wait for the disk:
+    the batch, not one per row (far slower). Its commit need not wait for the disk:
     were a mark lost in a crash, the batch is published again, and consumers deduplicate
     by event_id (at least once)."""
     if conn.dialect.name == "postgresql":
@@ -241,8 +242,8 @@ def _mark_published(conn: sa.Connection, ids: list[int]) -> None:
 
 class _Marker:
     """Marks published batches on its own connection, in a thread, while the relay reads
-    and sends the next batch (PostgreSQL: the UPDATE is a fifth of a batch's time, and
-    the database runs it on the other core).
+    and sends the next batch (PostgreSQL: the UPDATE is a real share of a batch's time,
+    and the database runs it on the other core).
 
     The next batch's read leaves out the batch being marked (`in_flight`), so nothing is
     sent twice. submit() first waits for the previous mark, so at most one batch is

@@ -153,8 +153,8 @@ def filter_choices(*, actor: User) -> dict[str, list]:
 
 def _compute_filter_choices(actor: User) -> dict[str, list]:
     # One statement, one pass over the visible latest releases (a CTE used three times
-    # is materialized once): three separate DISTINCTs read every latest row three times,
-    # 120 ms at 10,000 names.
+    # is materialized once): three separate DISTINCTs read every latest row three times
+    # (bench/README.md, "Marketplace load").
     visible = (
         sa.select(ModuleRelease.category, ModuleRelease.publisher_id, ModuleRelease.tags)
         .where(_latest_visible(actor))

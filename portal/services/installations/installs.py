@@ -147,7 +147,7 @@ def check_endpoint_url(url: str | None) -> str | None:
             "Invalid endpoint URL.",
             errors=[{"pointer": "/endpoint_url", "message": "at most 2048 characters"}],
         )
-    # The outbound guard (issue 7): refuse now an endpoint the health checks would refuse.
+    # The outbound guard (lib/outbound): refuse now an endpoint the health checks would refuse.
     # A name that does not resolve here is kept (it may resolve only where the runtime
     # lives); every check resolves and verifies it again.
     try:

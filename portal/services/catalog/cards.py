@@ -12,6 +12,7 @@ from sqlalchemy import orm
 from portal.events import EVENT_TYPES
 from portal.extensions import db
 from portal.lib.config_schema import MAX_SCHEMA_DEPTH, secret_fields
+from portal.lib.json_errors import join_pointer, unescape_pointer
 from portal.models import Company, Event, Installation, InstallationStatus, ModuleRelease, User
 from portal.services.accounts.access import is_admin
 from portal.services.catalog import cache
@@ -260,12 +261,11 @@ def _push_properties(stack, node: dict, prefix: str, pointer: str, parent_requir
     # By name (PostgreSQL's JSONB does not keep the schema's key order), reversed so that
     # popping the stack yields A to Z.
     for key, sub in sorted(_properties(node).items(), key=lambda kv: str(kv[0]), reverse=True):
-        token = str(key).replace("~", "~0").replace("/", "~1")
         stack.append(
             (
                 sub,
                 prefix + str(key),
-                f"{pointer}/{token}",
+                join_pointer(pointer, key),
                 parent_required and key in required,
                 depth,
             )
@@ -285,8 +285,7 @@ def _resolve(root: dict, node: Any, hops: int = 8) -> dict:
             break
         target: Any = root
         for token in ref[1:].split("/")[1:]:
-            token = token.replace("~1", "/").replace("~0", "~")
-            target = target.get(token) if isinstance(target, dict) else None
+            target = target.get(unescape_pointer(token)) if isinstance(target, dict) else None
         if not isinstance(target, dict):
             break
         node, hops = {**target, **{k: v for k, v in node.items() if k != "$ref"}}, hops - 1

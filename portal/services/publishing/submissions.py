@@ -10,6 +10,7 @@ import pathlib
 import re
 from dataclasses import dataclass, field
 
+from portal.lib.json_errors import join_pointer
 from portal.models import Visibility
 from portal.services.errors import ValidationFailed
 from portal.services.publishing import manifest as manifests
@@ -140,12 +141,11 @@ def _refuse_nul(manifest: dict) -> None:
         pointer, value = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                key_text = str(key).replace("~", "~0").replace("/", "~1")
                 if "\x00" in str(key):
                     errors.append({"pointer": pointer or "/", "message": "a key holds NUL"})
-                stack.append((f"{pointer}/{key_text}", item))
+                stack.append((join_pointer(pointer, key), item))
         elif isinstance(value, list):
-            stack.extend((f"{pointer}/{i}", item) for i, item in enumerate(value))
+            stack.extend((join_pointer(pointer, i), item) for i, item in enumerate(value))
         elif isinstance(value, str) and "\x00" in value:
             errors.append({"pointer": pointer, "message": "must not contain NUL characters"})
     if errors:

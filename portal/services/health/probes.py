@@ -1,4 +1,6 @@
-"""Active health checks: GET an installation's endpoint + the manifest's health path.
+"""Installation health, probed: active checks GET an installation's endpoint + the
+manifest's health path. (Recording the result is records.py; the registry's own /health
+is services/platform/service_health.py.)
 
 `probe` is pure network (no database, no app context), so the scheduler runs many at once
 in a thread pool; `check_installation` is the API's "check now", recorded through

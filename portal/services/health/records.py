@@ -1,5 +1,7 @@
-"""Health of installations: one place that records a new status, its history and event,
-and the read behind the badges pages poll."""
+"""Installation health, recorded: the one place that stores a new health status (from an
+active check, a heartbeat or silence), its history and event, and the read behind the
+badges pages poll. (Probing endpoints is probes.py; the registry's own /health is
+services/platform/service_health.py.)"""
 
 from __future__ import annotations
 

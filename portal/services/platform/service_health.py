@@ -1,4 +1,6 @@
-"""What /health and /info report."""
+"""The registry service's own health and info: what /health and /info report (its
+database, Redis, storage and service-registry standing). Not installation health, which is
+services/health/."""
 
 from __future__ import annotations
 
@@ -57,6 +59,8 @@ def _check_registry(database_ok: bool) -> str:
 
 
 def health_report() -> dict:
+    """The service's /health body: healthy, degraded (Redis or storage away) or unhealthy
+    (no database), with each check's own answer."""
     database = _check_database()
     checks = {
         "database": database,
@@ -74,6 +78,7 @@ def health_report() -> dict:
 
 
 def service_info() -> dict:
+    """The service's /info body: name, version, environment."""
     return {
         "name": "module-registry-service",
         "version": __version__,

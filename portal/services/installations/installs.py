@@ -376,7 +376,8 @@ def _check_plan_current(company: Company, plan: Plan, installed: dict | None = N
 def _create(company, release, config, previous, actor, endpoint_url=None) -> Installation:
     if previous is not None:
         inst = previous
-        inst.status, inst.module_id, inst.release = "installed", release.id, release
+        inst.status = InstallationStatus.INSTALLED
+        inst.module_id, inst.release = release.id, release
         inst.config, inst.revision = config, previous.revision + 1
         inst.uninstalled_at = None
         inst.endpoint_url = endpoint_url or previous.endpoint_url

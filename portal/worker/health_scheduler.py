@@ -256,7 +256,8 @@ class HealthScheduler:
         now = utcnow()
         for row, result in results:
             report.probed += 1
-            report.statuses[result.status] = report.statuses.get(result.status, 0) + 1
+            status = str(result.status)  # plain text in the logged report
+            report.statuses[status] = report.statuses.get(status, 0) + 1
             interval = self._interval(row) * (1 - self.jitter * random.random())
             self._next_due[row.id] = now + timedelta(seconds=interval)
 

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bench import harness
 from portal.extensions import db
-from portal.lib.versions import parse_version
+from portal.lib.versions import Version
 from portal.models import Company, User
 from portal.services.accounts import users
 from portal.services.catalog.names import fold_name
@@ -272,7 +272,7 @@ def release_rows(all_names: list[str], releases: int, publishers: list, rng: ran
         }
         born = now - timedelta(days=rng.randrange(60, 730))
         versions = versions_of(rng, releases)
-        parsed = [parse_version(v) for v in versions]
+        parsed = [Version.parse(v) for v in versions]
         # api.md's latest: the newest by precedence, a stable release preferred.
         best = max(
             range(len(versions)), key=lambda i: (not parsed[i].is_prerelease, parsed[i].sort_key())

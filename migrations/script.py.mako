@@ -9,8 +9,6 @@ from alembic import op
 import sqlalchemy as sa
 from sqlalchemy import Text  # noqa: F401
 from sqlalchemy.dialects import postgresql  # noqa: F401
-
-import portal.models.base  # noqa: F401  (column types autogenerate refers to)
 ${imports if imports else ""}
 
 # revision identifiers, used by Alembic.

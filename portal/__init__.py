@@ -48,7 +48,7 @@ def _engine_options(app: Flask) -> dict:
 
 
 def register_extensions(app: Flask) -> None:
-    from portal.database import configure_engine, include_object
+    from portal.database import configure_engine, include_object, render_item
     from portal.extensions import csrf, db, login_manager, migrate
 
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
@@ -64,6 +64,7 @@ def register_extensions(app: Flask) -> None:
         directory=os.path.join(app.root_path, "..", "migrations"),
         render_as_batch=True,
         include_object=include_object,
+        render_item=render_item,
     )
     csrf.init_app(app)
     login_manager.init_app(app)
@@ -128,7 +129,21 @@ def register_security_headers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
+    from portal import models
+    from portal.services.publishing.releases import is_resubmittable
     from portal.web.nav import navigation
+
+    # The vocabularies by name (`release.status == ReleaseStatus.REJECTED`), and the rules
+    # templates ask about (`release is resubmittable`), so pages spell neither by hand.
+    for vocabulary in (
+        models.Role,
+        models.ReleaseStatus,
+        models.Visibility,
+        models.InstallationStatus,
+        models.HealthStatus,
+    ):
+        app.jinja_env.globals[vocabulary.__name__] = vocabulary
+    app.jinja_env.tests["resubmittable"] = is_resubmittable
 
     @app.context_processor
     def inject_navigation():

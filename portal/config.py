@@ -73,8 +73,7 @@ class Config:
         self.MODULE_STORAGE_PATH = env.get(
             "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")
         )
-        self.PORT = _int("PORT", 8005)
-        # Active health checks (issue 7). Endpoint URLs must resolve inside these CIDRs
+        # Active health checks (product.md, "Health"). Endpoint URLs must resolve inside these CIDRs
         # (link-local and cloud metadata addresses are refused whatever they say); by
         # default loopback and the private ranges, in production the private ranges only.
         self.HEALTH_CHECK_ALLOWED_NETWORKS = env.get("HEALTH_CHECK_ALLOWED_NETWORKS") or ",".join(

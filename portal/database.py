@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
+
 from flask import Flask, has_request_context
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+
+from portal.models.base import UTCDateTime
+
+# Set by services/uow.unit_of_work while it runs: inside a unit of work a SQLite
+# transaction takes the write lock up front (_takes_write_lock).
+WRITE_INTENT: ContextVar[bool] = ContextVar("write_intent", default=False)
 
 
 def engine_options(uri: str) -> dict:
@@ -25,8 +33,6 @@ def _takes_write_lock() -> bool:
     behind writers (WAL), and an upload is never streamed while holding the lock. Outside
     requests (CLI, worker, tests calling services) every transaction takes it.
     """
-    from portal.services.uow import WRITE_INTENT
-
     return WRITE_INTENT.get() or not has_request_context()
 
 
@@ -73,3 +79,12 @@ def include_object(obj, name, type_, reflected, compare_to) -> bool:
 
         return context.get_context().dialect.name == "postgresql"
     return True
+
+
+def render_item(type_, obj, autogen_context):
+    """How autogenerate writes our column types into a revision: UTCDateTime as the plain
+    type it stores, so that revisions never import application code (history must not
+    break when a model helper moves)."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False

@@ -23,7 +23,6 @@ def _config(monkeypatch, **env) -> Config:
 
 def test_defaults_are_the_original_designs(monkeypatch):
     config = _config(monkeypatch)
-    assert config.PORT == 8005
     assert config.MAX_MODULE_SIZE_MB == 50
     assert config.SQLALCHEMY_DATABASE_URI.startswith("sqlite:///")
     assert config.SQLALCHEMY_DATABASE_URI.endswith("instance/registry.db")

@@ -13,8 +13,8 @@ down_revision = '0003'
 branch_labels = None
 depends_on = None
 
-# The same expression as portal.models.modules.search_document(): the planner only uses
-# the index when the query's expression matches it.
+# The search queries' document expression when this revision was written (0008 replaced it
+# by a stored column): the planner only uses the index when the query's expression matches.
 SEARCH_DOCUMENT = (
     "(((setweight(to_tsvector('simple'::regconfig, name), 'A') || "
     "setweight(to_tsvector('simple'::regconfig, coalesce(display_name, '')), 'A')) || "

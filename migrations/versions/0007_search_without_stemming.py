@@ -13,7 +13,8 @@ down_revision = '0006'
 branch_labels = None
 depends_on = None
 
-# Must stay the same expression as portal.models.modules.search_document().
+# The document every field of which is now 'simple'; 0008 stores this same expression as
+# the generated column search_vector.
 SEARCH_DOCUMENT = (
     "(((setweight(to_tsvector('simple'::regconfig, name), 'A') || "
     "setweight(to_tsvector('simple'::regconfig, coalesce(display_name, '')), 'A')) || "

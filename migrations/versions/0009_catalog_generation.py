@@ -5,7 +5,7 @@ Revises: 0008
 Create Date: 2026-11-26 15:00:00
 
 Search results and filter menus are cached under the generation they were read at
-(portal/services/catalog_cache.py). Triggers rather than application code move it, so
+(portal/services/catalog/cache.py). Triggers rather than application code move it, so
 that no writer (a service, a migration, an operator's SQL) can leave a cache stale.
 """
 import sqlalchemy as sa

@@ -13,7 +13,7 @@ from portal.services.catalog import queries as catalog
 from portal.services.paging import parse_paging
 from portal.services.publishing import releases
 
-# A list's releases as api.md shapes them, kept per catalog generation (catalog_cache).
+# A list's releases as api.md shapes them, kept per catalog generation (services/catalog/cache).
 MODULE_JSON = catalog.Presentation("module-json", module_json)
 
 LIST_FILTERS = (

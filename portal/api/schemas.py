@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from portal.api.openapi import component
 from portal.events import EVENT_TYPES
+from portal.models import (
+    REPORTED_HEALTH,
+    HealthStatus,
+    InstallationStatus,
+    ReleaseStatus,
+    Visibility,
+)
+from portal.services.review.decisions import DECISIONS
 
 NULLABLE_INT = {"type": ["integer", "null"]}
 TIMESTAMP = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC."}
@@ -89,9 +97,9 @@ MODULE = component(
             "author": {"type": "string"},
             "category": {"type": ["string", "null"]},
             "tags": {"type": "array", "items": {"type": "string"}},
-            "status": {"enum": ["pending", "approved", "rejected", "deprecated", "deleted"]},
+            "status": {"enum": list(ReleaseStatus.values())},
             "status_reason": {"type": ["string", "null"]},
-            "visibility": {"enum": ["public", "private"]},
+            "visibility": {"enum": list(Visibility.values())},
             "publisher": {"type": "string", "description": "The publisher company's slug."},
             "manifest": {"type": "object", "description": "As submitted, parsed."},
             "dependencies": {"type": "array", "items": DEPENDENCY},
@@ -110,7 +118,7 @@ MODULE = component(
 )
 
 _SUBMISSION_OPTIONS = {
-    "visibility": {"enum": ["public", "private"], "default": "public"},
+    "visibility": {"enum": list(Visibility.values()), "default": Visibility.PUBLIC.value},
     "sha256": {
         "type": "string",
         "pattern": "^[0-9a-fA-F]{64}$",
@@ -155,7 +163,7 @@ MODULE_UPDATE = {
             "type": "object",
             "description": "Metadata; for a pending or rejected release also a new manifest.",
             "properties": {
-                "visibility": {"enum": ["public", "private"]},
+                "visibility": {"enum": list(Visibility.values())},
                 "description": {"type": "string", "maxLength": 500},
                 "display_name": {"type": "string"},
                 "category": {"type": "string"},
@@ -193,7 +201,7 @@ STATUS_CHANGE = component(
         "type": "object",
         "required": ["status"],
         "properties": {
-            "status": {"enum": ["approved", "rejected", "deprecated"]},
+            "status": {"enum": [status.value for status in DECISIONS]},
             "reason": {"type": "string", "description": "Required to reject."},
         },
     },
@@ -212,14 +220,14 @@ INSTALLATION = component(
             "module_id": {"type": "integer"},
             "module": {"type": "string"},
             "version": {"type": "string"},
-            "status": {"enum": ["installed", "uninstalled"]},
+            "status": {"enum": list(InstallationStatus.values())},
             "config": {"type": "object", "description": "Secrets show as ********."},
             "endpoint_url": {"type": ["string", "null"]},
             "revision": {"type": "integer"},
             "health": {
                 "type": "object",
                 "properties": {
-                    "status": {"enum": ["unknown", "healthy", "degraded", "unhealthy"]},
+                    "status": {"enum": list(HealthStatus.values())},
                     "checked_at": {"type": ["string", "null"], "format": "date-time"},
                     "latency_ms": NULLABLE_INT,
                     "message": {"type": ["string", "null"]},
@@ -321,7 +329,7 @@ HEARTBEAT = component(
         "type": "object",
         "required": ["status"],
         "properties": {
-            "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+            "status": {"enum": [status.value for status in REPORTED_HEALTH]},
             "message": {"type": "string"},
         },
     },

@@ -6,6 +6,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
+from portal.models import Role
 from portal.services.errors import DomainError
 
 companies_cli = AppGroup("companies", help="Manage companies.")
@@ -35,9 +36,7 @@ def create_company(slug: str, name: str) -> None:
 @users_cli.command("create")
 @click.argument("email")
 @click.option("--password", required=True)
-@click.option(
-    "--role", required=True, type=click.Choice(["platform_admin", "developer", "company_admin"])
-)
+@click.option("--role", required=True, type=click.Choice(Role.values()))
 @click.option("--company", "company_slug", default=None)
 def create_user(email: str, password: str, role: str, company_slug: str | None) -> None:
     """Add a user."""
@@ -80,7 +79,7 @@ def seed_demo() -> None:
 @with_appcontext
 @click.option("--once", is_flag=True, help="Do one round of every job, then exit.")
 def worker(once: bool) -> None:
-    """Run the event relay (and later jobs) until stopped."""
+    """Run the worker's jobs (event relay, health checks, service registry) until stopped."""
     from portal.worker import run_worker
 
     run_worker(once=once)

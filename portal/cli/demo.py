@@ -9,17 +9,17 @@ import sqlalchemy as sa
 import yaml
 
 from portal.extensions import db
-from portal.models import Company, Installation, ModuleRelease, User
+from portal.models import Company, Installation, ModuleRelease, ReleaseStatus, Role, User
 from portal.services.accounts import users
 
 DEMO_PASSWORD = "demo-password"
 DEMO_COMPANIES = [("acme", "Acme Corporation"), ("globex", "Globex Inc.")]
 DEMO_USERS = [
-    ("admin@example.com", "platform_admin", None),
-    ("dev@acme.example.com", "developer", "acme"),
-    ("admin@acme.example.com", "company_admin", "acme"),
-    ("dev@globex.example.com", "developer", "globex"),
-    ("admin@globex.example.com", "company_admin", "globex"),
+    ("admin@example.com", Role.PLATFORM_ADMIN, None),
+    ("dev@acme.example.com", Role.DEVELOPER, "acme"),
+    ("admin@acme.example.com", Role.COMPANY_ADMIN, "acme"),
+    ("dev@globex.example.com", Role.DEVELOPER, "globex"),
+    ("admin@globex.example.com", Role.COMPANY_ADMIN, "globex"),
 ]
 
 _CURRENCY = {"type": "string", "enum": ["EUR", "USD", "GBP"], "default": "EUR"}
@@ -37,7 +37,7 @@ DEMO_RELEASES = [
             "category": "platform",
             "tags": ["core", "framework"],
         },
-        "approved",
+        ReleaseStatus.APPROVED,
     ),
     (
         "dev@acme.example.com",
@@ -51,7 +51,7 @@ DEMO_RELEASES = [
             "category": "platform",
             "tags": ["core", "framework"],
         },
-        "approved",
+        ReleaseStatus.APPROVED,
     ),
     (
         "dev@acme.example.com",
@@ -77,7 +77,7 @@ DEMO_RELEASES = [
             },
             "health_check": {"path": "/health", "interval_seconds": 60, "timeout_seconds": 3},
         },
-        "approved",
+        ReleaseStatus.APPROVED,
     ),
     (
         "dev@globex.example.com",
@@ -108,7 +108,7 @@ DEMO_RELEASES = [
                 "required": ["api_key"],
             },
         },
-        "approved",
+        ReleaseStatus.APPROVED,
     ),
     (
         "dev@globex.example.com",
@@ -121,7 +121,7 @@ DEMO_RELEASES = [
             "category": "analytics",
             "tags": ["reports", "dashboards"],
         },
-        "pending",
+        ReleaseStatus.PENDING,
     ),
 ]
 # company, module, configuration
@@ -158,7 +158,7 @@ def _seed_release(email: str, manifest: dict, status: str) -> str | None:
     path, digest, size = stream_to_temp(io.BytesIO(data), package_store(), max_bytes=len(data))
     sub = Submission(package=PackageFile(path, digest, size, "demo.zip"))
     release = publish_release(sub, actor=users.user_by_email(email))
-    if status != "pending":
+    if status != ReleaseStatus.PENDING:
         change_status(release.id, status, actor=users.user_by_email("admin@example.com"))
     return f"release {manifest['name']} {manifest['version']} ({status})"
 
@@ -175,7 +175,7 @@ def _seed_installation(slug: str, module: str, config: dict) -> str | None:
     if exists:
         return None
     admin = db.session.execute(
-        sa.select(User).where(User.company_id == company.id, User.role == "company_admin")
+        sa.select(User).where(User.company_id == company.id, User.role == Role.COMPANY_ADMIN)
     ).scalar()
     install_module(
         InstallRequest(module=module, config=config, install_dependencies=True), actor=admin

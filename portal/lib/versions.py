@@ -168,11 +168,6 @@ class Version:
         return core + "-" + "".join(idents)
 
 
-def parse_version(text: str) -> Version:
-    """Parse a SemVer 2.0.0 version (alias of `Version.parse`)."""
-    return Version.parse(text)
-
-
 def sort_key(text: str) -> str:
     """The precedence-ordered ASCII sort key of a version string (see `Version.sort_key`)."""
     return Version.parse(text).sort_key()
@@ -368,8 +363,3 @@ class Constraint:
 
     def __str__(self) -> str:
         return self.text
-
-
-def parse_constraint(text: str) -> Constraint:
-    """Parse a version constraint (alias of `Constraint.parse`)."""
-    return Constraint.parse(text)

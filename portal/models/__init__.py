@@ -1,41 +1,39 @@
-"""All models, imported here so Alembic sees every table."""
+"""All models, imported here so Alembic sees every table, and the domain's vocabularies."""
 
-from portal.models.accounts import ROLES, ApiToken, Company, SignInFailure, User
+from portal.models.accounts import ApiToken, Company, SignInFailure, User
 from portal.models.events import Event, Lease, ServiceState
-from portal.models.installations import (
-    HEALTH_STATUSES,
-    INSTALLATION_STATUSES,
-    HealthChange,
-    Installation,
-    InstallationRevision,
-)
-from portal.models.modules import (
-    STATUSES,
-    VISIBILITIES,
-    CatalogGeneration,
-    ModuleDependency,
-    ModuleRelease,
-    StatusChange,
+from portal.models.installations import HealthChange, Installation, InstallationRevision
+from portal.models.modules import CatalogGeneration, ModuleDependency, ModuleRelease, StatusChange
+from portal.models.vocabulary import (
+    RELEASED,
+    REPORTED_HEALTH,
+    HealthStatus,
+    InstallationStatus,
+    ReleaseStatus,
+    Role,
+    Visibility,
 )
 
 __all__ = [
-    "HEALTH_STATUSES",
-    "INSTALLATION_STATUSES",
-    "HealthChange",
-    "Installation",
-    "InstallationRevision",
-    "ROLES",
-    "STATUSES",
-    "VISIBILITIES",
+    "RELEASED",
+    "REPORTED_HEALTH",
     "ApiToken",
     "CatalogGeneration",
     "Company",
     "Event",
+    "HealthChange",
+    "HealthStatus",
+    "Installation",
+    "InstallationRevision",
+    "InstallationStatus",
     "Lease",
     "ModuleDependency",
     "ModuleRelease",
+    "ReleaseStatus",
+    "Role",
     "SignInFailure",
     "ServiceState",
     "StatusChange",
     "User",
+    "Visibility",
 ]

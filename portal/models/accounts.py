@@ -10,8 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.extensions import db
 from portal.models.base import UTCDateTime, utcnow
-
-ROLES = ("platform_admin", "developer", "company_admin")
+from portal.models.vocabulary import Role, sql_in
 
 
 class Company(db.Model):
@@ -29,12 +28,10 @@ class Company(db.Model):
 class User(UserMixin, db.Model):
     __tablename__ = "users"
     __table_args__ = (
-        sa.CheckConstraint(
-            "role IN ('platform_admin', 'developer', 'company_admin')", name="role_known"
-        ),
+        sa.CheckConstraint(sql_in("role", Role), name="role_known"),
         # Every user but a platform admin belongs to a company.
         sa.CheckConstraint(
-            "role = 'platform_admin' OR company_id IS NOT NULL", name="member_has_company"
+            f"role = '{Role.PLATFORM_ADMIN}' OR company_id IS NOT NULL", name="member_has_company"
         ),
     )
 
@@ -56,18 +53,6 @@ class User(UserMixin, db.Model):
 
     def get_id(self) -> str:
         return f"{self.id}:{self.session_version}"
-
-    @property
-    def is_platform_admin(self) -> bool:
-        return self.role == "platform_admin"
-
-    @property
-    def is_developer(self) -> bool:
-        return self.role == "developer"
-
-    @property
-    def is_company_admin(self) -> bool:
-        return self.role == "company_admin"
 
     def __repr__(self) -> str:
         return f"<User {self.email} {self.role}>"

@@ -11,9 +11,10 @@ from portal.extensions import db
 from portal.models.accounts import Company, User
 from portal.models.base import JSONType, UTCDateTime, utcnow
 from portal.models.modules import ModuleRelease
+from portal.models.vocabulary import HealthStatus, InstallationStatus, sql_in
 
-INSTALLATION_STATUSES = ("installed", "uninstalled")
-HEALTH_STATUSES = ("unknown", "healthy", "degraded", "unhealthy")
+# The partial unique index's condition: at most one active installation per module name.
+_ACTIVE = f"status = '{InstallationStatus.INSTALLED}'"
 
 
 class Installation(db.Model):
@@ -27,25 +28,22 @@ class Installation(db.Model):
             "company_id",
             "module_name",
             unique=True,
-            sqlite_where=sa.text("status = 'installed'"),
-            postgresql_where=sa.text("status = 'installed'"),
+            sqlite_where=sa.text(_ACTIVE),
+            postgresql_where=sa.text(_ACTIVE),
         ),
-        sa.CheckConstraint("status IN ('installed', 'uninstalled')", name="status_known"),
-        sa.CheckConstraint(
-            "health_status IN ('unknown', 'healthy', 'degraded', 'unhealthy')",
-            name="health_known",
-        ),
+        sa.CheckConstraint(sql_in("status", InstallationStatus), name="status_known"),
+        sa.CheckConstraint(sql_in("health_status", HealthStatus), name="health_known"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     company_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id"), index=True)
     module_name: Mapped[str] = mapped_column(sa.String(64))
     module_id: Mapped[int] = mapped_column(sa.ForeignKey("modules.id"), index=True)
-    status: Mapped[str] = mapped_column(sa.String(20), default="installed")
+    status: Mapped[str] = mapped_column(sa.String(20), default=InstallationStatus.INSTALLED)
     config: Mapped[dict] = mapped_column(JSONType, default=dict)
     endpoint_url: Mapped[str | None] = mapped_column(sa.String(2048))
     revision: Mapped[int] = mapped_column(default=1)
-    health_status: Mapped[str] = mapped_column(sa.String(20), default="unknown")
+    health_status: Mapped[str] = mapped_column(sa.String(20), default=HealthStatus.UNKNOWN)
     health_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     health_latency_ms: Mapped[int | None] = mapped_column()
     health_message: Mapped[str | None] = mapped_column(sa.String(500))

@@ -11,9 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from portal.extensions import db
 from portal.models.accounts import Company, User
 from portal.models.base import JSONType, UTCDateTime, utcnow
-
-STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
-VISIBILITIES = ("public", "private")
+from portal.models.vocabulary import ReleaseStatus, Visibility, sql_in
 
 # Version sort keys compare byte by byte; PostgreSQL's default collation would not.
 VersionKey = sa.String(255).with_variant(sa.String(255, collation="C"), "postgresql")
@@ -26,11 +24,8 @@ class ModuleRelease(db.Model):
     __table_args__ = (
         # Build metadata is not part of the key, so 1.0.0+a and 1.0.0+b collide (manifest.md).
         sa.UniqueConstraint("name", "version_key", name="uq_modules_name_version_key"),
-        sa.CheckConstraint(
-            "status IN ('pending', 'approved', 'rejected', 'deprecated', 'deleted')",
-            name="status_known",
-        ),
-        sa.CheckConstraint("visibility IN ('public', 'private')", name="visibility_known"),
+        sa.CheckConstraint(sql_in("status", ReleaseStatus), name="status_known"),
+        sa.CheckConstraint(sql_in("visibility", Visibility), name="visibility_known"),
         sa.Index("ix_modules_status_created", "status", "created_at"),
         sa.Index(
             "ix_modules_latest_name",
@@ -57,9 +52,9 @@ class ModuleRelease(db.Model):
     tags: Mapped[list] = mapped_column(JSONType, default=list)
     # json, not jsonb, on PostgreSQL: the manifest keeps its key order (configuration fields)
     manifest: Mapped[dict] = mapped_column(sa.JSON)
-    status: Mapped[str] = mapped_column(sa.String(20), default="pending")
+    status: Mapped[str] = mapped_column(sa.String(20), default=ReleaseStatus.PENDING)
     status_reason: Mapped[str | None] = mapped_column(sa.Text)
-    visibility: Mapped[str] = mapped_column(sa.String(10), default="public")
+    visibility: Mapped[str] = mapped_column(sa.String(10), default=Visibility.PUBLIC)
     publisher_id: Mapped[int] = mapped_column(sa.ForeignKey("companies.id"), index=True)
     owner_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
     package_filename: Mapped[str | None] = mapped_column(sa.String(255))

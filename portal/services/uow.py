@@ -9,12 +9,10 @@ from contextvars import ContextVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from portal.database import WRITE_INTENT
 from portal.extensions import db
 from portal.services.errors import Conflict
 
-# Read by the SQLite "begin" listener (portal/database.py): inside a unit of work the
-# transaction takes the write lock up front.
-WRITE_INTENT: ContextVar[bool] = ContextVar("write_intent", default=False)
 _DEPTH: ContextVar[int] = ContextVar("uow_depth", default=0)
 
 
@@ -29,10 +27,15 @@ def unit_of_work(conflict_message: str = "") -> Iterator[Session]:
     if _DEPTH.get() > 0:
         yield session
         return
-    if session.in_transaction() and session.get_bind().dialect.name == "sqlite":
-        # End the read-only snapshot so the write transaction starts with BEGIN IMMEDIATE
-        # (a deferred transaction cannot wait for the lock once it has read).
-        session.commit()
+    if session.get_bind().dialect.name == "sqlite":
+        # Changes made before the unit would be committed by the line below, outside the
+        # unit and its Conflict mapping: a service must make them inside the unit.
+        if session.new or session.deleted or any(map(session.is_modified, session.dirty)):
+            raise RuntimeError("unit_of_work() started with unsaved changes in the session")
+        if session.in_transaction():
+            # End the read-only snapshot so the write transaction starts with BEGIN
+            # IMMEDIATE (a deferred transaction cannot wait for the lock once it has read).
+            session.commit()
     depth, intent = _DEPTH.set(1), WRITE_INTENT.set(True)
     try:
         yield session

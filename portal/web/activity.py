@@ -7,7 +7,7 @@ from flask import Blueprint, abort, request, url_for
 from flask_login import current_user, login_required
 
 from portal.events import EVENT_TYPES
-from portal.services.accounts.access import is_admin
+from portal.services.accounts.access import is_admin, sees_activity_page
 from portal.services.activity import queries as activity
 from portal.services.catalog import cards
 from portal.web import htmx
@@ -32,7 +32,7 @@ def _filters(args) -> dict[str, str]:
 @bp.get("/activity")
 @login_required
 def index():
-    if current_user.role not in ("platform_admin", "company_admin"):
+    if not sees_activity_page(current_user):
         abort(403)
     filters = _filters(request.args)
     page, per_page = page_args(request.args, PER_PAGE)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from flask import Response, get_flashed_messages, make_response, render_template, request
 from flask import redirect as flask_redirect
 from jinja2 import Template
@@ -67,14 +65,6 @@ def redirect(url: str) -> Response:
         resp.headers["HX-Redirect"] = url
         return resp
     return flask_redirect(url, code=303)
-
-
-def trigger(resp: Response, event: str, detail=None) -> Response:
-    """Ask the page to react (toast, refresh a list) through HX-Trigger."""
-    existing = json.loads(resp.headers.get("HX-Trigger", "{}") or "{}")
-    existing[event] = detail if detail is not None else True
-    resp.headers["HX-Trigger"] = json.dumps(existing)
-    return resp
 
 
 def retarget(resp: Response, target: str, swap: str = "innerHTML") -> Response:

@@ -1,27 +1,33 @@
-"""The navigation each role sees."""
+"""The navigation each role sees (the spec's page table, through services/accounts/access)."""
 
 from __future__ import annotations
 
-from flask import current_app, url_for
+from flask import url_for
 
 from portal.models import User
+from portal.services.accounts import access
 
-# (label, endpoint, key, roles that see it); a page's link appears once its blueprint exists.
+
+def _anyone(user: User) -> bool:
+    return True
+
+
+# (label, endpoint, key, who sees it)
 NAV_ITEMS = (
-    ("Marketplace", "main.index", "marketplace", ("platform_admin", "developer", "company_admin")),
-    ("Publish", "publish.index", "publish", ("developer",)),
-    ("Review queue", "queue.index", "queue", ("platform_admin",)),
-    ("Installations", "installations.index", "installations", ("company_admin",)),
-    ("Activity", "activity.index", "activity", ("platform_admin", "company_admin")),
-    ("API tokens", "tokens.index", "tokens", ("platform_admin", "developer", "company_admin")),
+    ("Marketplace", "main.index", "marketplace", _anyone),
+    ("Publish", "publish.index", "publish", access.sees_publish_page),
+    ("Review queue", "queue.index", "queue", access.may_review),
+    ("Installations", "installations.index", "installations", access.sees_installations_page),
+    ("Activity", "activity.index", "activity", access.sees_activity_page),
+    ("API tokens", "tokens.index", "tokens", _anyone),
 )
 
 
 def navigation(user: User) -> list[dict]:
     """Links in the top bar for this user's role, with live counts where they matter."""
     items = []
-    for label, endpoint, key, roles in NAV_ITEMS:
-        if user.role not in roles or endpoint not in current_app.view_functions:
+    for label, endpoint, key, sees in NAV_ITEMS:
+        if not sees(user):
             continue
         item = {"label": label, "url": _url(endpoint, user), "key": key, "badge": None}
         if key == "queue":

@@ -11,9 +11,9 @@ from flask_wtf import FlaskForm
 from wtforms import TextAreaField
 from wtforms.validators import Length
 
-from portal.models import ModuleRelease
+from portal.models import ModuleRelease, ReleaseStatus
 from portal.models.base import utcnow
-from portal.services.accounts.access import is_admin
+from portal.services.accounts.access import may_review
 from portal.services.errors import ValidationFailed
 from portal.services.paging import Page
 from portal.services.review import decisions
@@ -34,7 +34,7 @@ class RejectForm(ServiceErrorsMixin, FlaskForm):
 
 
 def _require_admin() -> None:
-    if not is_admin(current_user):
+    if not may_review(current_user):
         abort(403)
 
 
@@ -102,7 +102,7 @@ def show(module_id: int):
 @login_required
 def approve(module_id: int):
     _require_admin()
-    release = decisions.change_status(module_id, "approved", actor=current_user)
+    release = decisions.change_status(module_id, ReleaseStatus.APPROVED, actor=current_user)
     flash(f"Approved {release.name} {release.version}.", "success")
     return _decided(release)
 
@@ -115,7 +115,7 @@ def reject(module_id: int):
     if form.validate_on_submit():
         try:
             release = decisions.change_status(
-                module_id, "rejected", form.reason.data, actor=current_user
+                module_id, ReleaseStatus.REJECTED, form.reason.data, actor=current_user
             )
         except ValidationFailed as exc:
             form.add_service_errors(exc)

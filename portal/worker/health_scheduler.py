@@ -20,12 +20,9 @@ ticks until `stop` is set.
 from __future__ import annotations
 
 import logging
-import os
 import random
-import socket
 import threading
 import time
-import uuid
 import zlib
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -35,12 +32,13 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.lib.outbound import Resolver, allowed_networks_from
-from portal.models import Installation, ModuleRelease
+from portal.models import HealthStatus, Installation, InstallationStatus, ModuleRelease
 from portal.models.base import utcnow
 from portal.services.health.probes import ProbeResult, probe, settings_for
 from portal.services.health.records import record_health
 from portal.services.platform.leases import acquire_lease, release_lease
 from portal.services.uow import unit_of_work
+from portal.worker.loop import holder_id, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +86,7 @@ class HealthScheduler:
     ):
         self.app = app
         config = app.config
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or holder_id()
         self.tick_seconds = tick_seconds
         self.default_interval = float(config["HEALTH_CHECK_DEFAULT_INTERVAL"])
         self.default_timeout = float(config["HEALTH_CHECK_DEFAULT_TIMEOUT"])
@@ -118,7 +116,7 @@ class HealthScheduler:
             )
             .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
             .where(
-                Installation.status == "installed",
+                Installation.status == InstallationStatus.INSTALLED,
                 sa.or_(
                     sa.and_(
                         Installation.endpoint_url.is_not(None), Installation.endpoint_url != ""
@@ -172,7 +170,7 @@ class HealthScheduler:
                     began = self.silent_since(row, now)
                     if began is not None:
                         already = (
-                            row.health_status == "unhealthy"
+                            row.health_status == HealthStatus.UNHEALTHY
                             and row.health_checked_at is not None
                             and row.health_checked_at >= began
                         )
@@ -202,14 +200,17 @@ class HealthScheduler:
                     since = inst.last_heartbeat_at.isoformat(timespec="seconds")
                     since = since.replace("+00:00", "Z")
                     message = f"no heartbeat since {since}"
-                    changed += record_health(inst, "unhealthy", message, None, "silence")
+                    changed += record_health(inst, HealthStatus.UNHEALTHY, message, None, "silence")
         return changed
 
     def _load(self, batch: dict[int, _Row]) -> list[Installation]:
         return list(
             db.session.execute(
                 sa.select(Installation)
-                .where(Installation.id.in_(list(batch)), Installation.status == "installed")
+                .where(
+                    Installation.id.in_(list(batch)),
+                    Installation.status == InstallationStatus.INSTALLED,
+                )
                 .execution_options(populate_existing=True)
             ).scalars()
         )
@@ -226,7 +227,7 @@ class HealthScheduler:
             )
         except Exception as exc:  # a bug must not stop the other checks
             log.exception("health check of installation %s failed", row.id)
-            return ProbeResult("unhealthy", None, f"check failed: {type(exc).__name__}")
+            return ProbeResult(HealthStatus.UNHEALTHY, None, f"check failed: {type(exc).__name__}")
 
     def _probe_all(self, rows: list[_Row], report: SweepReport) -> None:
         pending: list[tuple[_Row, ProbeResult]] = []
@@ -255,7 +256,8 @@ class HealthScheduler:
         now = utcnow()
         for row, result in results:
             report.probed += 1
-            report.statuses[result.status] = report.statuses.get(result.status, 0) + 1
+            status = str(result.status)  # plain text in the logged report
+            report.statuses[status] = report.statuses.get(status, 0) + 1
             interval = self._interval(row) * (1 - self.jitter * random.random())
             self._next_due[row.id] = now + timedelta(seconds=interval)
 
@@ -263,26 +265,20 @@ class HealthScheduler:
 
     def run(self, stop: threading.Event) -> None:
         """Tick until `stop` is set; errors (database down...) are logged and retried."""
-        backoff = 1.0
-        while not stop.is_set():
-            try:
-                report = self.sweep_once()
-                backoff = 1.0
-                if report.probed or report.silenced:
-                    log.info(
-                        "health sweep: %d checked %s, %d silent, %d changed in %.1fs",
-                        report.probed,
-                        report.statuses,
-                        report.silenced,
-                        report.changed,
-                        report.seconds,
-                    )
-            except Exception as exc:
-                log.warning("health scheduler: %s; retrying in %.0fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 60.0)
-                continue
-            stop.wait(self.tick_seconds)
+
+        def tick() -> None:
+            report = self.sweep_once()
+            if report.probed or report.silenced:
+                log.info(
+                    "health sweep: %d checked %s, %d silent, %d changed in %.1fs",
+                    report.probed,
+                    report.statuses,
+                    report.silenced,
+                    report.changed,
+                    report.seconds,
+                )
+
+        run_until_stopped(stop, tick, self.tick_seconds, 60.0, name="health scheduler")
         self.release()
 
     def release(self) -> None:

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
 from datetime import UTC
 
 import sqlalchemy as sa
@@ -18,6 +15,7 @@ from portal.extensions import db
 from portal.models import Event
 from portal.models.base import utcnow
 from portal.services.platform.leases import acquire_lease, release_lease
+from portal.worker.loop import holder_id, run_until_stopped
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +84,7 @@ class Relay:
         self.maxlen = maxlen
         self.batch_size = batch_size
         self.lease_seconds = lease_seconds
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.holder = holder or holder_id()
         self._renew_at = 0.0
 
     def publish_batch(self) -> int:
@@ -149,20 +147,19 @@ class Relay:
 
     def run(self, stop: threading.Event, *, idle_seconds: float = 0.5) -> None:
         """Publish until `stop` is set; back off (up to 30 s) while Redis or the DB fails."""
-        backoff = 0.5
-        while not stop.is_set():
+
+        def drain_once() -> None:
             try:
                 self.drain()
-                backoff = 0.5
-            except Exception as exc:  # Redis down or DB hiccup: retry later, never crash
+            except Exception:
                 db.session.rollback()
-                log.warning("event relay: %s; retrying in %.1fs", exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                continue
+                raise
             finally:
                 db.session.remove()
-            stop.wait(idle_seconds)
+
+        run_until_stopped(
+            stop, drain_once, idle_seconds, 30.0, name="event relay", first_backoff=0.5
+        )
         try:
             release_lease(RELAY_LEASE, self.holder)
         finally:
@@ -195,7 +192,8 @@ _STREAM_KEYS = (
 )
 # The same fields as stream_fields(), as text from PostgreSQL itself (occurred_at as
 # datetime.isoformat() writes it: microseconds only when there are some): converting
-# timestamps and building each entry in Python took a quarter of a batch's time.
+# timestamps and building each entry in Python was a large share of a batch's time
+# (bench/README.md, "Event relay").
 _POSTGRES_BATCH = """
 SELECT id, event_id, type,
        to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
@@ -225,13 +223,13 @@ def _stream_entries_postgres(limit: int, in_flight) -> list[tuple[int, dict[str,
 
 def _in_ids(ids) -> sa.ColumnElement:
     """`id = ANY(:ids)`: one array parameter on PostgreSQL, not an IN list of a batch's
-    parameters to render, bind and parse each time (it halved the marking's cost)."""
+    parameters to render, bind and parse each time (the cheaper of the two to mark)."""
     return Event.id == sa.any_(sa.bindparam("ids", list(ids), type_=postgresql.ARRAY(sa.Integer)))
 
 
 def _mark_published(conn: sa.Connection, ids: list[int]) -> None:
     """Mark a published batch in `conn`'s transaction (the caller commits). One UPDATE for
-    the batch: row by row halved the throughput. Its commit need not wait for the disk:
+    the batch, not one per row (far slower). Its commit need not wait for the disk:
     were a mark lost in a crash, the batch is published again, and consumers deduplicate
     by event_id (at least once)."""
     if conn.dialect.name == "postgresql":
@@ -244,8 +242,8 @@ def _mark_published(conn: sa.Connection, ids: list[int]) -> None:
 
 class _Marker:
     """Marks published batches on its own connection, in a thread, while the relay reads
-    and sends the next batch (PostgreSQL: the UPDATE is a fifth of a batch's time, and
-    the database runs it on the other core).
+    and sends the next batch (PostgreSQL: the UPDATE is a real share of a batch's time,
+    and the database runs it on the other core).
 
     The next batch's read leaves out the batch being marked (`in_flight`), so nothing is
     sent twice. submit() first waits for the previous mark, so at most one batch is

@@ -20,6 +20,7 @@ from portal.extensions import db
 from portal.models import ServiceState
 from portal.services.platform.service_health import REGISTRY_STATE_KEY
 from portal.services.uow import unit_of_work
+from portal.worker.loop import run_until_stopped
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "module-registry-service"
@@ -75,25 +76,25 @@ def run_registration(
 ) -> None:
     """Register, renew every `renew_seconds`, retry with backoff (up to 60 s) while the
     registry is unreachable, and deregister when `stop` is set."""
-    backoff = 1.0
-    registered = False
+    registered = failing = False
+
+    def renew() -> None:
+        nonlocal registered, failing
+        try:
+            client.register()
+        except (OSError, ValueError) as exc:
+            if not failing:  # the first failure of a streak is news; the rest are not
+                _safe_record("unreachable", str(exc))
+            registered, failing = False, True
+            raise
+        failing = False
+        if not registered:
+            log.info("service registry: registered at %s", client.base)
+            _safe_record("registered")
+        registered = True
+
     with app.app_context():
-        while not stop.is_set():
-            try:
-                client.register()
-            except (OSError, ValueError) as exc:
-                log.warning("service registry: %s; retrying in %.0fs", exc, backoff)
-                if registered or backoff == 1.0:
-                    _safe_record("unreachable", str(exc))
-                registered = False
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 60.0)
-                continue
-            if not registered:
-                log.info("service registry: registered at %s", client.base)
-                _safe_record("registered")
-            registered, backoff = True, 1.0
-            stop.wait(renew_seconds)
+        run_until_stopped(stop, renew, renew_seconds, 60.0, name="service registry")
         if registered:
             try:
                 client.deregister()

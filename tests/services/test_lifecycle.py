@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from portal.database import WRITE_INTENT
 from portal.extensions import db
 from portal.lib.config_schema import MASK
 from portal.lib.versions import Constraint, Version
@@ -27,7 +28,6 @@ from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.services.installations import lifecycle
 from portal.services.installations.installs import InstallRequest, install_module
-from portal.services.uow import WRITE_INTENT
 from tests.helpers import approved_release, bearer, lifecycle_state
 from tests.helpers import meanwhile as helpers_meanwhile
 

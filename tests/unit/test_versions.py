@@ -14,8 +14,6 @@ from portal.lib.versions import (
     InvalidConstraint,
     InvalidVersion,
     Version,
-    parse_constraint,
-    parse_version,
     sort_key,
 )
 
@@ -128,7 +126,7 @@ def test_build_metadata_is_kept_in_the_text():
 
 
 def test_parse_splits_numeric_and_alphanumeric_identifiers():
-    version = parse_version("1.2.3-alpha.10.x-y+exp.sha.5114f85")
+    version = Version.parse("1.2.3-alpha.10.x-y+exp.sha.5114f85")
     assert (version.major, version.minor, version.patch) == (1, 2, 3)
     assert version.prerelease == ("alpha", 10, "x-y")
     assert version.build == ("exp", "sha", "5114f85")
@@ -354,7 +352,7 @@ def test_constraints_allow_the_versions_npm_would(constraint, version, expected)
 def test_a_prerelease_needs_a_constraint_naming_a_prerelease_of_the_same_tuple(
     constraint, version, expected
 ):
-    assert parse_constraint(constraint).allows(V(version)) is expected
+    assert Constraint.parse(constraint).allows(V(version)) is expected
 
 
 def test_caret_on_zero_major_locks_the_minor():

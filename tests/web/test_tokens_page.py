@@ -71,3 +71,17 @@ def test_htmx_revoke_brings_its_message_out_of_band_and_leaves_none_for_later(
     html = htmx_client.post(f"/tokens/{token_id}/revoke").get_data(as_text=True)
     assert 'hx-swap-oob="innerHTML"' in html and "Token revoked." in html
     assert "Token revoked." not in htmx_client.get("/tokens", headers={"HX-Request": ""}).text
+
+
+def test_the_tokens_page_shows_when_each_token_was_last_used(app, client, people):
+    login(client, people.developer.email)
+    client.post("/tokens", data={"name": "pipeline"})
+    cell = re.compile(r'<td data-testid="last-used">(.*?)</td>')
+    assert "never" in cell.search(client.get("/tokens").get_data(as_text=True)).group(1)
+    with app.app_context():
+        _token, plain = users.create_api_token(users.user_by_email(people.developer.email), "ci")
+        db.session.remove()
+    resp = client.get("/api/v1/events", headers={"Authorization": f"Bearer {plain}"})
+    assert resp.status_code == 200
+    cells = cell.findall(client.get("/tokens").get_data(as_text=True))
+    assert len(cells) == 2 and sum("UTC" in c for c in cells) == 1

@@ -8,6 +8,7 @@ from portal.api import schemas
 from portal.api.base import bp, created, current_actor, json_body
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import installation_json, page_json, plan_json
+from portal.models import InstallationStatus
 from portal.services.errors import ValidationFailed
 from portal.services.installations import installs
 from portal.services.installations.installs import InstallRequest
@@ -103,7 +104,7 @@ def list_installations():
         page=page,
         per_page=per_page,
         company=request.args.get("company") or None,
-        status=request.args.get("status") or "installed",
+        status=request.args.get("status") or InstallationStatus.INSTALLED,
         module=request.args.get("module") or None,
         health=request.args.get("health") or None,
     )

@@ -8,6 +8,7 @@ from portal.api import schemas
 from portal.api.base import bp, current_actor, json_body
 from portal.api.openapi import document
 from portal.api.serializers import installation_json, rfc3339
+from portal.models import REPORTED_HEALTH
 from portal.services.errors import ValidationFailed
 from portal.services.health import probes
 from portal.services.installations import lifecycle
@@ -159,7 +160,7 @@ HEALTH_CHECK_RESULT = {
     "type": "object",
     "required": ["status", "latency_ms", "checked_at", "message"],
     "properties": {
-        "status": {"enum": ["healthy", "degraded", "unhealthy"]},
+        "status": {"enum": [status.value for status in REPORTED_HEALTH]},
         "latency_ms": {"type": ["integer", "null"]},
         "checked_at": {"type": "string", "format": "date-time"},
         "message": {"type": "string"},

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from flask import current_app
 
 from portal.extensions import db
-from portal.models import ROLES, Company, User
+from portal.models import Company, Role, User
 from portal.services.errors import Unauthorized
 from portal.services.uow import unit_of_work
 
@@ -66,10 +66,10 @@ def _provision(claims: dict) -> User:
     """Create the user on first sight; later tokens update role and company."""
     email = str(claims.get("email") or "").strip().lower()
     role = claims.get("role")
-    if not email or role not in ROLES:
+    if not email or not Role.has(role):
         raise Unauthorized("The token lacks a valid email or role.")
     company = None
-    if role != "platform_admin":
+    if role != Role.PLATFORM_ADMIN:
         slug = claims.get("company")
         company = db.session.execute(sa.select(Company).where(Company.slug == slug)).scalar()
         if company is None:

@@ -14,7 +14,7 @@ from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models import ROLES, ApiToken, Company, SignInFailure, User
+from portal.models import ApiToken, Company, Role, SignInFailure, User
 from portal.models.base import utcnow
 from portal.services.accounts.access import company_by_slug
 from portal.services.errors import (
@@ -28,6 +28,9 @@ from portal.services.uow import unit_of_work
 
 SIGN_IN_LIMIT = 5
 SIGN_IN_WINDOW = timedelta(minutes=15)
+# A token's "last used" is this precise: a pipeline calling in a loop must not turn each
+# of its reads into a write.
+TOKEN_USE_PRECISION = timedelta(minutes=1)
 API_TOKEN_PREFIX = "mrt_"
 SLUG_RE = re.compile(r"^[a-z][a-z0-9]*(?:-[a-z0-9]+)*$")
 EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -76,9 +79,9 @@ def create_user(email: str, password: str, role: str, company_slug: str | None =
         errors.append({"pointer": "/email", "message": "must be an email address"})
     if len(password or "") < 8:
         errors.append({"pointer": "/password", "message": "must be at least 8 characters"})
-    if role not in ROLES:
-        errors.append({"pointer": "/role", "message": f"must be one of {', '.join(ROLES)}"})
-    if role != "platform_admin" and not company_slug:
+    if not Role.has(role):
+        errors.append({"pointer": "/role", "message": f"must be one of {', '.join(Role)}"})
+    if role != Role.PLATFORM_ADMIN and not company_slug:
         errors.append({"pointer": "/company", "message": "is required for this role"})
     if errors:
         raise ValidationFailed("The user is invalid.", errors=errors)
@@ -105,6 +108,19 @@ def _recent_failures(email: str) -> list:
     )
 
 
+def _record_failure(email: str) -> None:
+    """Count a failed sign-in, and forget those that no longer count: rows for an email
+    that never signs in successfully would otherwise stay for ever."""
+    now = utcnow()
+    with unit_of_work():
+        db.session.execute(
+            sa.delete(SignInFailure)
+            .where(SignInFailure.failed_at < now - SIGN_IN_WINDOW)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.add(SignInFailure(email=email, failed_at=now))
+
+
 def authenticate(email: str, password: str) -> User:
     """The user with these credentials. Raises Unauthorized, TooManyRequests.
 
@@ -124,8 +140,7 @@ def authenticate(email: str, password: str) -> User:
     stored = user.password_hash if user and user.password_hash else _dummy_hash()
     valid = check_password_hash(stored, password or "")
     if user is None or not user.password_hash or not valid or not user.active:
-        with unit_of_work():
-            db.session.add(SignInFailure(email=email, failed_at=utcnow()))
+        _record_failure(email)
         raise Unauthorized(BAD_CREDENTIALS)
     with unit_of_work():
         db.session.execute(sa.delete(SignInFailure).where(SignInFailure.email == email))
@@ -224,7 +239,27 @@ def user_for_bearer(token: str) -> User:
     ).scalar()
     if api_token is None or api_token.revoked_at is not None or not api_token.user.active:
         raise Unauthorized("The API token is not valid or has been revoked.")
-    return api_token.user
+    user = api_token.user
+    _note_use(api_token)
+    return user
+
+
+def _note_use(api_token: ApiToken) -> None:
+    """Set the token's last_used_at, unless it was set less than TOKEN_USE_PRECISION ago."""
+    now = utcnow()
+    stale = now - TOKEN_USE_PRECISION
+    if api_token.last_used_at is not None and api_token.last_used_at > stale:
+        return
+    with unit_of_work():
+        db.session.execute(
+            sa.update(ApiToken)
+            .where(
+                ApiToken.id == api_token.id,
+                sa.or_(ApiToken.last_used_at.is_(None), ApiToken.last_used_at <= stale),
+            )
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def create_api_token(user: User, name: str) -> tuple[ApiToken, str]:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ModuleRelease
+from portal.models import ModuleRelease, ReleaseStatus
 
 
 def refresh_latest(name: str) -> None:
     """Recompute the flag for one name; call inside the unit of work that changed it."""
     best = db.session.execute(
         sa.select(ModuleRelease.id)
-        .where(ModuleRelease.name == name, ModuleRelease.status == "approved")
+        .where(ModuleRelease.name == name, ModuleRelease.status == ReleaseStatus.APPROVED)
         .order_by(ModuleRelease.prerelease, ModuleRelease.version_key.desc())
         .limit(1)
     ).scalar()

@@ -9,14 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Company, ModuleRelease, User
+from portal.models import RELEASED, Company, ModuleRelease, ReleaseStatus, User, Visibility
 from portal.services.accounts.access import is_admin
 from portal.services.catalog import cache
 from portal.services.catalog.search import apply_search, search_terms
 from portal.services.errors import NotFound, ValidationFailed
 from portal.services.paging import Page, load_by_keys, paged_keys, ranked_keys
 
-LIST_STATUSES = ("pending", "approved", "rejected", "deprecated", "deleted")
 SORTS = {
     "name": (ModuleRelease.name, ModuleRelease.version_key.desc()),
     "-created_at": (ModuleRelease.created_at.desc(), ModuleRelease.id.desc()),
@@ -27,12 +26,12 @@ SORTS = {
 def visibility_clause(actor: User):
     """Rows the actor may see: admins everything but deleted; others approved or deprecated
     public releases, plus every live release of their own company."""
-    live = ModuleRelease.status != "deleted"
+    live = ModuleRelease.status != ReleaseStatus.DELETED
     if is_admin(actor):
         return live
     shared = sa.and_(
-        ModuleRelease.visibility == "public",
-        ModuleRelease.status.in_(("approved", "deprecated")),
+        ModuleRelease.visibility == Visibility.PUBLIC,
+        ModuleRelease.status.in_(RELEASED),
     )
     if actor.company_id is None:
         return shared
@@ -44,10 +43,10 @@ def visibility_scope(actor: User) -> tuple[bool, int | None]:
     return is_admin(actor), actor.company_id
 
 
-def get_release(module_id: int, *, actor: User) -> ModuleRelease:
+def get_release(release_id: int, *, actor: User) -> ModuleRelease:
     """A release the actor may see. Raises NotFound (also for others' private ones)."""
     release = db.session.execute(
-        sa.select(ModuleRelease).where(ModuleRelease.id == module_id, visibility_clause(actor))
+        sa.select(ModuleRelease).where(ModuleRelease.id == release_id, visibility_clause(actor))
     ).scalar()
     if release is None:
         raise NotFound("No such module.")
@@ -98,10 +97,10 @@ def release_keys(
     ranking a common word's matches is the costly part of a search. Raises
     ValidationFailed for unknown values."""
     errors = []
-    if status and status not in LIST_STATUSES:
-        allowed = ", ".join(LIST_STATUSES)
+    if status and not ReleaseStatus.has(status):
+        allowed = ", ".join(ReleaseStatus)
         errors.append({"pointer": "/status", "message": f"must be one of {allowed}"})
-    if visibility and visibility not in ("public", "private"):
+    if visibility and not Visibility.has(visibility):
         errors.append({"pointer": "/visibility", "message": "must be public or private"})
     if isinstance(latest, str):
         if latest.lower() not in ("true", "false", "1", "0"):
@@ -125,16 +124,18 @@ def _page_keys(
     actor, page, per_page, name, status, visibility, publisher, category, tag, sort, latest, terms
 ) -> tuple[tuple[int, ...], int]:
     query = sa.select(ModuleRelease)
-    if status == "deleted" and is_admin(actor):
-        query = query.where(ModuleRelease.status == "deleted")
+    if status == ReleaseStatus.DELETED and is_admin(actor):
+        query = query.where(ModuleRelease.status == ReleaseStatus.DELETED)
     else:
         query = query.where(visibility_clause(actor))
         # Deprecated releases are listed only when asked for (status=deprecated).
         query = query.where(
-            ModuleRelease.status == status if status else ModuleRelease.status != "deprecated"
+            ModuleRelease.status == status
+            if status
+            else ModuleRelease.status != ReleaseStatus.DEPRECATED
         )
     if terms and status:  # deprecated releases are never search results (api.md)
-        query = query.where(ModuleRelease.status != "deprecated")
+        query = query.where(ModuleRelease.status != ReleaseStatus.DEPRECATED)
     if name:
         query = query.where(ModuleRelease.name == name)
     if visibility:
@@ -172,7 +173,10 @@ def releases_of_company(company_id: int) -> list[ModuleRelease]:
     return list(
         db.session.execute(
             sa.select(ModuleRelease)
-            .where(ModuleRelease.publisher_id == company_id, ModuleRelease.status != "deleted")
+            .where(
+                ModuleRelease.publisher_id == company_id,
+                ModuleRelease.status != ReleaseStatus.DELETED,
+            )
             .order_by(ModuleRelease.name, ModuleRelease.version_key.desc())
         ).scalars()
     )

@@ -1,4 +1,6 @@
-"""Active health checks: GET an installation's endpoint + the manifest's health path.
+"""Installation health, probed: active checks GET an installation's endpoint + the
+manifest's health path. (Recording the result is records.py; the registry's own /health
+is services/platform/service_health.py.)
 
 `probe` is pure network (no database, no app context), so the scheduler runs many at once
 in a thread pool; `check_installation` is the API's "check now", recorded through
@@ -26,7 +28,7 @@ from portal.lib.outbound import (
     connection_for,
     parse_networks,
 )
-from portal.models import Installation, User
+from portal.models import HealthStatus, Installation, InstallationStatus, User
 from portal.services.errors import Conflict
 from portal.services.health.records import record_health
 from portal.services.installations.installs import get_installation
@@ -108,7 +110,7 @@ def probe(
         return int((time.monotonic() - started) * 1000)
 
     def unhealthy(message: str, http_status: int | None = None, body: int = 0) -> ProbeResult:
-        return ProbeResult("unhealthy", elapsed_ms(), _clip(message), http_status, body)
+        return ProbeResult(HealthStatus.UNHEALTHY, elapsed_ms(), _clip(message), http_status, body)
 
     no_answer = f"no answer within {_seconds(timeout)}"
     target_url = check_url_of(url, path) if isinstance(url, str) else url
@@ -169,17 +171,17 @@ def _judge(response, body_bytes: int, timeout: float, latency_ms: int) -> ProbeR
     if 300 <= code < 400:
         location = (response.getheader("Location") or "no Location").strip()
         message = f"redirect not followed: {code} to {location}"
-        return ProbeResult("unhealthy", latency_ms, _clip(message), code, body_bytes)
+        return ProbeResult(HealthStatus.UNHEALTHY, latency_ms, _clip(message), code, body_bytes)
     if not 200 <= code < 300:
         return ProbeResult(
-            "unhealthy", latency_ms, _clip(f"answered {status_line}"), code, body_bytes
+            HealthStatus.UNHEALTHY, latency_ms, _clip(f"answered {status_line}"), code, body_bytes
         )
     if latency_ms > timeout * 1000 / 2:
         message = (
             f"{status_line}, slow: {latency_ms} ms (over half the {_seconds(timeout)} timeout)"
         )
-        return ProbeResult("degraded", latency_ms, _clip(message), code, body_bytes)
-    return ProbeResult("healthy", latency_ms, _clip(status_line), code, body_bytes)
+        return ProbeResult(HealthStatus.DEGRADED, latency_ms, _clip(message), code, body_bytes)
+    return ProbeResult(HealthStatus.HEALTHY, latency_ms, _clip(status_line), code, body_bytes)
 
 
 def settings_for(manifest: dict | None, config) -> CheckSettings:
@@ -206,7 +208,7 @@ def check_installation(
     change of status). Raises NotFound (another company's), Conflict (no endpoint_url, or
     uninstalled)."""
     inst = get_installation(installation_id, actor=actor)
-    if inst.status != "installed":
+    if inst.status != InstallationStatus.INSTALLED:
         raise Conflict(f"{inst.module_name} is uninstalled; there is nothing to check.")
     if not inst.endpoint_url:
         raise Conflict(
@@ -226,7 +228,11 @@ def check_installation(
     )
     with unit_of_work():
         inst = db.session.get(Installation, installation_id, populate_existing=True)
-        if inst is None or inst.status != "installed" or inst.endpoint_url != endpoint:
+        if (
+            inst is None
+            or inst.status != InstallationStatus.INSTALLED
+            or inst.endpoint_url != endpoint
+        ):
             raise Conflict("The installation changed during the check; try again.")
         record_health(inst, result.status, result.message, result.latency_ms, "check", actor=actor)
         checked_at = inst.health_checked_at

@@ -1,5 +1,7 @@
-"""Health of installations: one place that records a new status, its history and event,
-and the read behind the badges pages poll."""
+"""Installation health, recorded: the one place that stores a new health status (from an
+active check, a heartbeat or silence), its history and event, and the read behind the
+badges pages poll. (Probing endpoints is probes.py; the registry's own /health is
+services/platform/service_health.py.)"""
 
 from __future__ import annotations
 
@@ -7,7 +9,7 @@ import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
-from portal.models import HealthChange, Installation, User
+from portal.models import HealthChange, Installation, InstallationStatus, User
 from portal.models.base import utcnow
 from portal.services.accounts.access import is_admin, visible_company
 
@@ -65,6 +67,9 @@ def health_badges(company_slug: str, *, actor: User) -> list:
             Installation.health_message,
             Installation.health_checked_at,
         )
-        .where(Installation.company_id == company.id, Installation.status == "installed")
+        .where(
+            Installation.company_id == company.id,
+            Installation.status == InstallationStatus.INSTALLED,
+        )
         .order_by(Installation.id)
     ).all()

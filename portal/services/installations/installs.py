@@ -16,9 +16,17 @@ from portal.extensions import db
 from portal.lib import outbound
 from portal.lib.config_schema import MASK, mask_secrets, secret_fields, validate_config
 from portal.lib.versions import Constraint, InvalidConstraint, Version
-from portal.models import Company, Installation, InstallationRevision, ModuleRelease, User
+from portal.models import (
+    Company,
+    HealthStatus,
+    Installation,
+    InstallationRevision,
+    InstallationStatus,
+    ModuleRelease,
+    User,
+)
 from portal.models.base import utcnow
-from portal.services.accounts.access import acting_company, is_admin
+from portal.services.accounts.access import acting_company, is_admin, may_install
 from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
 from portal.services.installations.resolver import NoPlan, Plan, installed_modules, resolve
 from portal.services.paging import Page, paginate
@@ -139,7 +147,7 @@ def check_endpoint_url(url: str | None) -> str | None:
             "Invalid endpoint URL.",
             errors=[{"pointer": "/endpoint_url", "message": "at most 2048 characters"}],
         )
-    # The outbound guard (issue 7): refuse now an endpoint the health checks would refuse.
+    # The outbound guard (lib/outbound): refuse now an endpoint the health checks would refuse.
     # A name that does not resolve here is kept (it may resolve only where the runtime
     # lives); every check resolves and verifies it again.
     try:
@@ -307,7 +315,10 @@ def unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
     rows = db.session.execute(
         sa.select(Installation.module_name, ModuleRelease.version, ModuleRelease.manifest)
         .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
-        .where(Installation.company_id == company_id, Installation.status == "installed")
+        .where(
+            Installation.company_id == company_id,
+            Installation.status == InstallationStatus.INSTALLED,
+        )
     ).all()
     versions = {row.module_name: row.version for row in rows}
     unmet = []
@@ -349,7 +360,7 @@ def _check_plan_current(company: Company, plan: Plan, installed: dict | None = N
                 .join(ModuleRelease, ModuleRelease.id == Installation.module_id)
                 .where(
                     Installation.company_id == company.id,
-                    Installation.status == "installed",
+                    Installation.status == InstallationStatus.INSTALLED,
                     Installation.module_name.in_(names),
                 )
             ).all()
@@ -365,7 +376,8 @@ def _check_plan_current(company: Company, plan: Plan, installed: dict | None = N
 def _create(company, release, config, previous, actor, endpoint_url=None) -> Installation:
     if previous is not None:
         inst = previous
-        inst.status, inst.module_id, inst.release = "installed", release.id, release
+        inst.status = InstallationStatus.INSTALLED
+        inst.module_id, inst.release = release.id, release
         inst.config, inst.revision = config, previous.revision + 1
         inst.uninstalled_at = None
         inst.endpoint_url = endpoint_url or previous.endpoint_url
@@ -376,7 +388,7 @@ def _create(company, release, config, previous, actor, endpoint_url=None) -> Ins
             module_name=release.name,
             module_id=release.id,
             release=release,
-            status="installed",
+            status=InstallationStatus.INSTALLED,
             config=config,
             endpoint_url=endpoint_url,
             revision=1,
@@ -423,7 +435,7 @@ def get_installation(installation_id: int, *, actor: User) -> Installation:
     inst = db.session.get(Installation, installation_id)
     if inst is None or not (is_admin(actor) or inst.company_id == actor.company_id):
         raise NotFound("No such installation.")
-    if not is_admin(actor) and actor.role != "company_admin":
+    if not may_install(actor):
         raise NotFound("No such installation.")
     return inst
 
@@ -434,7 +446,7 @@ def list_installations(
     page: int,
     per_page: int,
     company: str | None = None,
-    status: str | None = "installed",
+    status: str | None = InstallationStatus.INSTALLED,
     module: str | None = None,
     health: str | None = None,
 ) -> Page:
@@ -448,9 +460,9 @@ def list_installations(
         own = acting_company(actor, company)
         query = query.where(Installation.company_id == own.id)
     errors = []
-    if status and status not in ("installed", "uninstalled", "all"):
+    if status and status != "all" and not InstallationStatus.has(status):
         errors.append({"pointer": "/status", "message": "installed, uninstalled or all"})
-    if health and health not in ("unknown", "healthy", "degraded", "unhealthy"):
+    if health and not HealthStatus.has(health):
         errors.append({"pointer": "/health", "message": "unknown, healthy, degraded, unhealthy"})
     if errors:
         raise ValidationFailed("Invalid filter.", errors=errors)

@@ -8,8 +8,16 @@ import sqlalchemy as sa
 from portal import events
 from portal.extensions import db
 from portal.lib.versions import InvalidVersion, Version
-from portal.models import Installation, InstallationRevision, ModuleRelease, User
+from portal.models import (
+    REPORTED_HEALTH,
+    Installation,
+    InstallationRevision,
+    InstallationStatus,
+    ModuleRelease,
+    User,
+)
 from portal.models.base import utcnow
+from portal.services.accounts.access import is_admin
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.services.installations.installs import (
     add_revision,
@@ -28,7 +36,7 @@ from portal.services.uow import unit_of_work
 
 def _active(installation_id: int, actor: User) -> Installation:
     inst = get_installation(installation_id, actor=actor)
-    if inst.status != "installed":
+    if inst.status != InstallationStatus.INSTALLED:
         raise Conflict(f"{inst.module_name} is uninstalled; install it again first.")
     return inst
 
@@ -91,7 +99,7 @@ def _apply(
             .where(
                 Installation.id == inst.id,
                 Installation.revision == base_revision,
-                Installation.status == "installed",
+                Installation.status == InstallationStatus.INSTALLED,
             )
             .values(
                 revision=base_revision + 1,
@@ -285,8 +293,15 @@ def uninstall_installation(
             target = installed[name]
             done = db.session.execute(
                 sa.update(Installation)
-                .where(Installation.id == target.id, Installation.status == "installed")
-                .values(status="uninstalled", uninstalled_at=utcnow(), updated_at=utcnow())
+                .where(
+                    Installation.id == target.id,
+                    Installation.status == InstallationStatus.INSTALLED,
+                )
+                .values(
+                    status=InstallationStatus.UNINSTALLED,
+                    uninstalled_at=utcnow(),
+                    updated_at=utcnow(),
+                )
                 .execution_options(synchronize_session=False)
             ).rowcount
             if done != 1:
@@ -336,10 +351,14 @@ def _dependents_first(names: list[str], graph: dict[str, set[str]]) -> list[str]
 def runtime_installation(installation_id: int, *, actor: User) -> Installation:
     """For the module's runtime: the owning company's tokens only (platform admins: 403).
     Raises NotFound, PermissionDenied."""
-    if actor.role == "platform_admin":
+    if is_admin(actor):
         raise PermissionDenied("Runtime configuration is for the owning company's tokens.")
     inst = db.session.get(Installation, installation_id)
-    if inst is None or inst.company_id != actor.company_id or inst.status != "installed":
+    if (
+        inst is None
+        or inst.company_id != actor.company_id
+        or inst.status != InstallationStatus.INSTALLED
+    ):
         raise NotFound("No such installation.")
     return inst
 
@@ -349,7 +368,7 @@ def record_heartbeat(installation_id: int, status: str, message, *, actor: User)
     NotFound, PermissionDenied, ValidationFailed."""
     from portal.services.health.records import record_health
 
-    if status not in ("healthy", "degraded", "unhealthy"):
+    if status not in REPORTED_HEALTH:
         raise ValidationFailed(
             "Unknown status.",
             errors=[{"pointer": "/status", "message": "healthy, degraded or unhealthy"}],
@@ -366,7 +385,7 @@ def record_heartbeat(installation_id: int, status: str, message, *, actor: User)
         # the unit of work already holds the write lock; FOR UPDATE is not rendered.)
         inst = db.session.execute(
             sa.select(Installation)
-            .where(Installation.id == inst.id, Installation.status == "installed")
+            .where(Installation.id == inst.id, Installation.status == InstallationStatus.INSTALLED)
             .with_for_update(of=Installation)
             .execution_options(populate_existing=True)
         ).scalar()

@@ -32,7 +32,7 @@ from sqlalchemy.orm import joinedload
 
 from portal.extensions import db
 from portal.lib.versions import Constraint, Version
-from portal.models import Company, Installation, ModuleRelease
+from portal.models import Company, Installation, InstallationStatus, ModuleRelease, ReleaseStatus
 
 MAX_ROUNDS = 2000
 
@@ -209,7 +209,7 @@ class ReleaseIndex:
                     id=row.id,
                     name=row.name,
                     version=_version(row.version),
-                    deprecated=row.status != "approved",
+                    deprecated=row.status != ReleaseStatus.APPROVED,
                     deps=_deps_from_json(row.dependencies),
                 )
             )
@@ -358,7 +358,10 @@ class _Provider(AbstractProvider):
 def installed_modules(company: Company) -> dict[str, Installation]:
     rows = db.session.execute(
         sa.select(Installation)
-        .where(Installation.company_id == company.id, Installation.status == "installed")
+        .where(
+            Installation.company_id == company.id,
+            Installation.status == InstallationStatus.INSTALLED,
+        )
         # The releases' dependency rows only when asked for (plans read the manifest).
         .options(joinedload(Installation.release).lazyload(ModuleRelease.dependencies))
     ).scalars()

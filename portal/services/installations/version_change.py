@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from portal.lib.versions import InvalidVersion, Version
-from portal.models import User
+from portal.models import InstallationStatus, User
 from portal.services.catalog import queries as catalog
 from portal.services.errors import Conflict, TooLarge, ValidationFailed
 from portal.services.installations.installs import check_config, get_installation
@@ -39,7 +39,7 @@ def preview_version_change(
     schema. Nothing changes. Raises NotFound, Conflict (the module is uninstalled)."""
     inst = get_installation(installation_id, actor=actor)
     name = inst.module_name
-    if inst.status != "installed":
+    if inst.status != InstallationStatus.INSTALLED:
         raise Conflict(f"{name} is uninstalled; install it again first.")
     try:
         target = Version.parse(version)

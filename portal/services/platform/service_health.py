@@ -203,6 +203,7 @@ def record_worker_heartbeat() -> None:
 
 
 def service_info() -> dict:
+    """The service's /info body: name, version, environment."""
     return {
         "name": "module-registry-service",
         "version": __version__,

@@ -11,9 +11,18 @@ from flask import current_app
 from portal import events
 from portal.extensions import db
 from portal.lib.versions import Version, sort_key
-from portal.models import Company, ModuleDependency, ModuleRelease, StatusChange, User
+from portal.models import (
+    Company,
+    ModuleDependency,
+    ModuleRelease,
+    ReleaseStatus,
+    Role,
+    StatusChange,
+    User,
+    Visibility,
+)
 from portal.models.base import utcnow
-from portal.services.accounts.access import is_admin, require_role
+from portal.services.accounts.access import is_admin, may_publish
 from portal.services.catalog import queries as catalog
 from portal.services.catalog.latest import refresh_latest
 from portal.services.catalog.names import fold_name
@@ -22,6 +31,9 @@ from portal.services.publishing.storage import PackageStore
 from portal.services.publishing.submissions import CheckedSubmission, Submission, read_submission
 from portal.services.uow import unit_of_work
 
+# A release whose manifest and package may still be replaced: not yet decided, or rejected
+# (resubmitting a rejected one makes it pending again).
+RESUBMITTABLE = (ReleaseStatus.PENDING, ReleaseStatus.REJECTED)
 EDITABLE_FIELDS = ("visibility", "description", "display_name", "category", "tags")
 # The manifest schema's limits, which are also the columns' lengths.
 TEXT_LIMITS = {"description": 500, "display_name": 200, "category": 64}
@@ -29,6 +41,11 @@ TEXT_LIMITS = {"description": 500, "display_name": 200, "category": 64}
 
 def package_store() -> PackageStore:
     return PackageStore(current_app.config["MODULE_STORAGE_PATH"])
+
+
+def _require_publisher(actor: User) -> None:
+    if not may_publish(actor):
+        raise PermissionDenied("Your role does not allow this.")
 
 
 def _publisher_for(actor: User, requested: str | None) -> Company:
@@ -176,7 +193,7 @@ def _still_unreferenced(sha256: str) -> bool:
 def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:
     """Register a new release (pending). Raises BadRequest, PermissionDenied, Conflict,
     TooLarge, UnsupportedType, ValidationFailed; nothing is stored on any of them."""
-    require_role(actor, "developer", "platform_admin")
+    _require_publisher(actor)
     publisher = _publisher_for(actor, sub.publisher)
     checked = read_submission(sub)
     _check_name_rules(checked.name, checked.version, publisher)  # answer early, store nothing
@@ -192,15 +209,17 @@ def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:
             version=checked.version,
             version_key=sort_key(checked.version),
             prerelease=Version.parse(checked.version).is_prerelease,
-            status="pending",
-            visibility=sub.visibility or "public",
+            status=ReleaseStatus.PENDING,
+            visibility=sub.visibility or Visibility.PUBLIC,
             publisher_id=publisher.id,
             owner_id=actor.id,
         )
         _apply_manifest(release, checked)
         db.session.add(release)
         db.session.flush()
-        db.session.add(StatusChange(module_id=release.id, to_status="pending", actor_id=actor.id))
+        db.session.add(
+            StatusChange(module_id=release.id, to_status=ReleaseStatus.PENDING, actor_id=actor.id)
+        )
         events.record_event(
             events.MODULE_REGISTERED,
             actor=actor,
@@ -211,9 +230,9 @@ def publish_release(sub: Submission, *, actor: User) -> ModuleRelease:
     return release
 
 
-def _editable_release(module_id: int, actor: User) -> ModuleRelease:
-    release = catalog.get_release(module_id, actor=actor)
-    publisher_developer = actor.role == "developer" and release.publisher_id == actor.company_id
+def _editable_release(release_id: int, actor: User) -> ModuleRelease:
+    release = catalog.get_release(release_id, actor=actor)
+    publisher_developer = actor.role == Role.DEVELOPER and release.publisher_id == actor.company_id
     if not (is_admin(actor) or publisher_developer):
         raise PermissionDenied("Only the publisher's developers and admins can change it.")
     return release
@@ -225,7 +244,7 @@ def _metadata_changes(changes: dict) -> dict:
     for key, value in changes.items():
         if key not in EDITABLE_FIELDS or value is None:
             continue
-        if key == "visibility" and value not in ("public", "private"):
+        if key == "visibility" and not Visibility.has(value):
             errors.append({"pointer": "/visibility", "message": "must be public or private"})
         elif key == "tags":
             if (
@@ -265,17 +284,16 @@ def _check_same_release(checked: CheckedSubmission, release: ModuleRelease) -> N
 
 
 def update_release(
-    module_id: int, changes: dict, sub: Submission | None = None, *, actor: User
+    release_id: int, changes: dict, sub: Submission | None = None, *, actor: User
 ) -> ModuleRelease:
     """Edit metadata; for a pending or rejected release also replace its manifest and/or
     package (same name and version). Resubmitting a rejected one makes it pending again.
     Raises NotFound, PermissionDenied, Conflict, ValidationFailed (and read_submission's)."""
-    release = _editable_release(module_id, actor)
+    release = _editable_release(release_id, actor)
     clean = _metadata_changes(changes)
     checked = None
     if sub is not None and sub.has_content:
-        if release.status not in ("pending", "rejected"):
-            raise Conflict(f"A {release.status} release's manifest cannot change.")
+        _require_resubmittable(release)
         checked = read_submission(sub)
         _check_same_release(checked, release)
     changed = sorted(k for k, v in clean.items() if getattr(release, k) != v)
@@ -287,8 +305,8 @@ def update_release(
         if checked is not None:
             _apply_manifest(release, checked)
             data["changed"] = sorted({*changed, "manifest"})
-            if release.status == "rejected":
-                _set_status(release, "pending", actor, None)
+            if release.status == ReleaseStatus.REJECTED:
+                _set_status(release, ReleaseStatus.PENDING, actor, None)
                 data["resubmitted"] = True
         release.updated_at = utcnow()
         events.record_event(
@@ -323,12 +341,12 @@ def _set_status(release: ModuleRelease, status: str, actor: User, reason: str | 
     release.status_reason = reason
 
 
-def delete_release(module_id: int, *, actor: User) -> None:
+def delete_release(release_id: int, *, actor: User) -> None:
     """Soft-delete: hidden and never newly installable, kept for audit. Raises NotFound,
     PermissionDenied."""
-    release = _editable_release(module_id, actor)
+    release = _editable_release(release_id, actor)
     with unit_of_work():
-        _set_status(release, "deleted", actor, None)
+        _set_status(release, ReleaseStatus.DELETED, actor, None)
         release.deleted_at = utcnow()
         db.session.flush()
         refresh_latest(release.name)
@@ -337,13 +355,13 @@ def delete_release(module_id: int, *, actor: User) -> None:
         )
 
 
-def package_path(module_id: int, *, actor: User):
+def package_path(release_id: int, *, actor: User):
     """(release row with package_filename and package_sha256, path) of a visible release's
     package. Raises NotFound. Two columns, not the whole release: this is the download's
     time to first byte."""
     release = db.session.execute(
         sa.select(ModuleRelease.package_filename, ModuleRelease.package_sha256).where(
-            ModuleRelease.id == module_id, catalog.visibility_clause(actor)
+            ModuleRelease.id == release_id, catalog.visibility_clause(actor)
         )
     ).first()
     if release is None:
@@ -361,7 +379,7 @@ def check_submission(
 ) -> CheckedSubmission:
     """Everything publishing would check, storing nothing (live validation on /publish).
     Raises what publish_release raises; for a resubmission, what update_release raises."""
-    require_role(actor, "developer", "platform_admin")
+    _require_publisher(actor)
     if resubmit_of is not None:
         release = resubmittable_release(resubmit_of, actor=actor)
         checked = read_submission(sub)
@@ -373,10 +391,19 @@ def check_submission(
     return checked
 
 
-def resubmittable_release(module_id: int, *, actor: User) -> ModuleRelease:
+def resubmittable_release(release_id: int, *, actor: User) -> ModuleRelease:
     """A pending or rejected release the actor may change. Raises NotFound,
     PermissionDenied, Conflict."""
-    release = _editable_release(module_id, actor)
-    if release.status not in ("pending", "rejected"):
-        raise Conflict(f"A {release.status} release's manifest cannot change.")
+    release = _editable_release(release_id, actor)
+    _require_resubmittable(release)
     return release
+
+
+def is_resubmittable(release: ModuleRelease) -> bool:
+    """Whether a release's manifest and package may still be replaced (pages offer it)."""
+    return release.status in RESUBMITTABLE
+
+
+def _require_resubmittable(release: ModuleRelease) -> None:
+    if not is_resubmittable(release):
+        raise Conflict(f"A {release.status} release's manifest cannot change.")

@@ -10,12 +10,13 @@ import pathlib
 import re
 from dataclasses import dataclass, field
 
+from portal.lib.json_errors import join_pointer
+from portal.models import Visibility
 from portal.services.errors import ValidationFailed
 from portal.services.publishing import manifest as manifests
 from portal.services.publishing.inspection import InspectedPackage, inspect_package
 
 SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
-VISIBILITIES = ("public", "private")
 
 
 @dataclass
@@ -70,7 +71,7 @@ class CheckedSubmission:
 def check_options(sub: Submission) -> None:
     """The small fields around the content. Raises ValidationFailed."""
     errors = []
-    if sub.visibility is not None and sub.visibility not in VISIBILITIES:
+    if sub.visibility is not None and not Visibility.has(sub.visibility):
         errors.append({"pointer": "/visibility", "message": "must be public or private"})
     if sub.expected_sha256 is not None and not SHA256_RE.match(sub.expected_sha256):
         errors.append({"pointer": "/sha256", "message": "must be 64 hexadecimal digits"})
@@ -152,12 +153,11 @@ def _refuse_nul(manifest: dict) -> None:
         pointer, value = stack.pop()
         if isinstance(value, dict):
             for key, item in value.items():
-                key_text = str(key).replace("~", "~0").replace("/", "~1")
                 if "\x00" in str(key):
                     errors.append({"pointer": pointer or "/", "message": "a key holds NUL"})
-                stack.append((f"{pointer}/{key_text}", item))
+                stack.append((join_pointer(pointer, key), item))
         elif isinstance(value, list):
-            stack.extend((f"{pointer}/{i}", item) for i, item in enumerate(value))
+            stack.extend((join_pointer(pointer, i), item) for i, item in enumerate(value))
         elif isinstance(value, str) and "\x00" in value:
             errors.append({"pointer": pointer, "message": "must not contain NUL characters"})
     if errors:

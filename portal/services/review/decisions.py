@@ -1,4 +1,5 @@
-"""The status lifecycle of releases: approve, reject, deprecate (product.md).
+"""Review decisions: a release's status moves by approval, rejection or deprecation
+(product.md). (What happens to an installation over time is services/installations/lifecycle.)
 
 Every transition is a conditional UPDATE on the status it starts from, so when two admins
 decide the same release at once exactly one wins and the other gets a Conflict (409), on
@@ -11,27 +12,27 @@ import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
-from portal.models import Company, ModuleRelease, StatusChange, User
+from portal.models import Company, ModuleRelease, ReleaseStatus, StatusChange, User
 from portal.models.base import utcnow
-from portal.services.accounts.access import is_admin
+from portal.services.accounts.access import is_admin, may_review
 from portal.services.catalog import queries as catalog
 from portal.services.catalog.latest import refresh_latest
 from portal.services.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.services.paging import Page, paginate
 from portal.services.uow import unit_of_work
 
-DECISIONS = ("approved", "rejected", "deprecated")
 # target status → (statuses it may come from, event type)
 TRANSITIONS = {
-    "approved": (("pending",), events.MODULE_APPROVED),
-    "rejected": (("pending",), events.MODULE_REJECTED),
-    "deprecated": (("approved",), events.MODULE_DEPRECATED),
+    ReleaseStatus.APPROVED: ((ReleaseStatus.PENDING,), events.MODULE_APPROVED),
+    ReleaseStatus.REJECTED: ((ReleaseStatus.PENDING,), events.MODULE_REJECTED),
+    ReleaseStatus.DEPRECATED: ((ReleaseStatus.APPROVED,), events.MODULE_DEPRECATED),
 }
+DECISIONS = tuple(TRANSITIONS)
 
 
 def _check_actor(release: ModuleRelease, status: str, actor: User) -> None:
-    if status in ("approved", "rejected"):
-        if not is_admin(actor):
+    if status in (ReleaseStatus.APPROVED, ReleaseStatus.REJECTED):
+        if not may_review(actor):
             raise PermissionDenied("Only platform admins approve or reject releases.")
         if release.owner_id == actor.id:
             raise PermissionDenied("Nobody decides on a release they uploaded themselves.")
@@ -40,7 +41,7 @@ def _check_actor(release: ModuleRelease, status: str, actor: User) -> None:
 
 
 def change_status(
-    module_id: int, status: str, reason: str | None = None, *, actor: User
+    release_id: int, status: str, reason: str | None = None, *, actor: User
 ) -> ModuleRelease:
     """Move a release to `status`. Raises NotFound, PermissionDenied, ValidationFailed
     (unknown status, rejection without a reason), Conflict (not allowed from the current
@@ -56,12 +57,12 @@ def change_status(
             "The reason is too long.",
             errors=[{"pointer": "/reason", "message": "at most 2000 characters"}],
         )
-    if status == "rejected" and reason is None:
+    if status == ReleaseStatus.REJECTED and reason is None:
         raise ValidationFailed(
             "A rejection needs a reason.",
             errors=[{"pointer": "/reason", "message": "say what the publisher must fix"}],
         )
-    release = catalog.get_release(module_id, actor=actor)
+    release = catalog.get_release(release_id, actor=actor)
     _check_actor(release, status, actor)
     sources, event_type = TRANSITIONS[status]
     if release.status not in sources:
@@ -69,7 +70,7 @@ def change_status(
     with unit_of_work():
         won = db.session.execute(
             sa.update(ModuleRelease)
-            .where(ModuleRelease.id == module_id, ModuleRelease.status.in_(sources))
+            .where(ModuleRelease.id == release_id, ModuleRelease.status.in_(sources))
             .values(status=status, status_reason=reason, updated_at=utcnow())
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -78,7 +79,7 @@ def change_status(
         previous = sources[0]  # the one status this transition starts from
         db.session.add(
             StatusChange(
-                module_id=module_id,
+                module_id=release_id,
                 from_status=previous,
                 to_status=status,
                 actor_id=actor.id,
@@ -101,9 +102,9 @@ def pending_releases(
 ) -> Page:
     """One page of the approval queue: pending releases, oldest first, of one publisher
     (a company slug) or all. Raises PermissionDenied."""
-    if not is_admin(actor):
+    if not may_review(actor):
         raise PermissionDenied("Only platform admins work the approval queue.")
-    query = sa.select(ModuleRelease).where(ModuleRelease.status == "pending")
+    query = sa.select(ModuleRelease).where(ModuleRelease.status == ReleaseStatus.PENDING)
     if publisher:
         query = query.join(Company, ModuleRelease.publisher_id == Company.id).where(
             Company.slug == publisher
@@ -114,5 +115,5 @@ def pending_releases(
 
 def pending_count() -> int:
     return db.session.execute(
-        sa.select(sa.func.count()).where(ModuleRelease.status == "pending")
+        sa.select(sa.func.count()).where(ModuleRelease.status == ReleaseStatus.PENDING)
     ).scalar_one()

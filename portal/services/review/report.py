@@ -13,8 +13,8 @@ import yaml
 
 from portal.extensions import db
 from portal.lib.versions import Constraint, InvalidConstraint, InvalidVersion, Version
-from portal.models import Company, ModuleRelease, User
-from portal.services.accounts.access import is_admin
+from portal.models import Company, ModuleRelease, ReleaseStatus, User, Visibility
+from portal.services.accounts.access import may_review
 from portal.services.catalog import queries as catalog
 from portal.services.errors import PermissionDenied
 
@@ -94,7 +94,7 @@ class ReleaseReport:
 
 
 def _require_admin(actor: User) -> None:
-    if not is_admin(actor):
+    if not may_review(actor):
         raise PermissionDenied("Only platform admins work the approval queue.")
 
 
@@ -102,7 +102,9 @@ def queue_publishers(*, actor: User, selected: str | None = None) -> list[Compan
     """Companies with releases waiting for review (plus `selected`), by name, for the
     queue's publisher filter. Raises PermissionDenied."""
     _require_admin(actor)
-    waiting = sa.select(ModuleRelease.publisher_id).where(ModuleRelease.status == "pending")
+    waiting = sa.select(ModuleRelease.publisher_id).where(
+        ModuleRelease.status == ReleaseStatus.PENDING
+    )
     condition = Company.id.in_(waiting)
     if selected:
         condition = sa.or_(condition, Company.slug == selected)
@@ -111,11 +113,11 @@ def queue_publishers(*, actor: User, selected: str | None = None) -> list[Compan
     )
 
 
-def release_report(module_id: int, *, actor: User) -> ReleaseReport:
+def release_report(release_id: int, *, actor: User) -> ReleaseReport:
     """The check report of one release, for platform admins. Raises PermissionDenied,
     NotFound."""
     _require_admin(actor)
-    release = catalog.get_release(module_id, actor=actor)
+    release = catalog.get_release(release_id, actor=actor)
     return ReleaseReport(
         release=release,
         facts=manifest_facts(release),
@@ -180,10 +182,10 @@ def check_dependencies(release: ModuleRelease) -> list[DependencyCheck]:
                 ModuleRelease.id, ModuleRelease.name, ModuleRelease.version, ModuleRelease.status
             ).where(
                 ModuleRelease.name.in_(names),
-                ModuleRelease.status.in_(("approved", "pending")),
+                ModuleRelease.status.in_((ReleaseStatus.APPROVED, ReleaseStatus.PENDING)),
                 ModuleRelease.id != release.id,
                 sa.or_(
-                    ModuleRelease.visibility == "public",
+                    ModuleRelease.visibility == Visibility.PUBLIC,
                     ModuleRelease.publisher_id == release.publisher_id,
                 ),
             )
@@ -199,8 +201,12 @@ def _check_one(dep, candidates: list[Candidate]) -> DependencyCheck:
         return check
     try:
         constraint = Constraint.parse(check.constraint)
-        approved = {Version.parse(c.version): c for c in candidates if c.status == "approved"}
-        pending = [Version.parse(c.version) for c in candidates if c.status == "pending"]
+        approved = {
+            Version.parse(c.version): c for c in candidates if c.status == ReleaseStatus.APPROVED
+        }
+        pending = [
+            Version.parse(c.version) for c in candidates if c.status == ReleaseStatus.PENDING
+        ]
     except (InvalidConstraint, InvalidVersion) as exc:
         check.problem = str(exc)
         return check
@@ -231,7 +237,7 @@ def _previous_approved(release: ModuleRelease) -> tuple[Candidate | None, dict |
         )
         .where(
             ModuleRelease.name == release.name,
-            ModuleRelease.status == "approved",
+            ModuleRelease.status == ReleaseStatus.APPROVED,
             ModuleRelease.version_key < release.version_key,
         )
         .order_by(ModuleRelease.version_key.desc())

@@ -3,19 +3,17 @@ configuration it expects, the package with its digest, and the install button.""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, request, url_for
+from flask import Blueprint, abort, request, url_for
 from flask_login import current_user, login_required
-from werkzeug.routing import BuildError
 
 from portal.http.downloads import package_response
+from portal.services.accounts.access import sees_install_button
 from portal.services.catalog import cards
 from portal.services.catalog import queries as catalog
 from portal.services.publishing import releases
 from portal.web import htmx
 
 bp = Blueprint("modules", __name__)
-
-INSTALL_ENDPOINT = "installations.plan"
 
 
 @bp.get("/modules/<name>")
@@ -62,13 +60,7 @@ def _require_text(*values: str) -> None:
 
 
 def _install_action(release) -> dict | None:
-    """For company admins and an approved release: where "Install" leads, or url None while
-    the installations feature has no plan page yet (the button shows disabled)."""
-    if current_user.role != "company_admin" or release.status != "approved":
+    """Where the page's "Install" leads, for those who see the button."""
+    if not sees_install_button(current_user, release):
         return None
-    if INSTALL_ENDPOINT in current_app.view_functions:
-        try:
-            return {"url": url_for(INSTALL_ENDPOINT, name=release.name, version=release.version)}
-        except BuildError:
-            pass
-    return {"url": None}
+    return {"url": url_for("installations.plan", name=release.name, version=release.version)}

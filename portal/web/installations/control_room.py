@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from flask import flash, request, url_for
 from flask_login import current_user, login_required
 
-from portal.models import Installation
+from portal.models import Installation, InstallationStatus
 from portal.services.accounts.access import visible_company
 from portal.services.errors import Conflict, TooLarge, ValidationFailed
 from portal.services.health.records import health_badges
@@ -102,7 +102,7 @@ def configure(slug: str, installation_id: int):
 def validate_configure(slug: str, installation_id: int):
     """Live validation: the error slots out of band; 204 once the module is uninstalled."""
     _company, inst = owned(slug, installation_id)
-    if inst.status != "installed":
+    if inst.status != InstallationStatus.INSTALLED:
         return "", 204
     config, errors = _posted_config(inst)
     schema = config_schema_of(inst.release)
@@ -136,7 +136,7 @@ def save_configure(slug: str, installation_id: int):
     if revision is None:
         errors.append({"pointer": "", "message": "The form lost its revision: reload it."})
     # Every reason at once (the service stops at the first kind): fields, then endpoint.
-    if config is not None and inst.status == "installed":
+    if config is not None and inst.status == InstallationStatus.INSTALLED:
         errors = first_per_pointer(errors + _config_errors(inst, config))
     endpoint_errors = endpoint_url_errors()
     if errors or endpoint_errors:
@@ -293,7 +293,9 @@ def uninstall(slug: str, installation_id: int):
 
 def _uninstall_panel(company, inst, *, error=None, status=200, dependents=None):
     if dependents is None:
-        dependents = lifecycle.dependents_of(inst) if inst.status == "installed" else []
+        dependents = (
+            lifecycle.dependents_of(inst) if inst.status == InstallationStatus.INSTALLED else []
+        )
     return panel(
         company,
         "installations/_uninstall.html",

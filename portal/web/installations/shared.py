@@ -6,8 +6,8 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, request, url_for
 from flask_login import current_user
 
-from portal.models import Company, Installation
-from portal.services.accounts.access import visible_company
+from portal.models import Company, Installation, InstallationStatus
+from portal.services.accounts.access import may_install, visible_company
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.installations import installs
 from portal.web import htmx
@@ -25,7 +25,7 @@ DEFAULT_POLL_SECONDS = 10
 
 
 def require_installer() -> None:
-    if current_user.role not in ("company_admin", "platform_admin"):
+    if not may_install(current_user):
         abort(403)
 
 
@@ -51,7 +51,7 @@ def list_context(company: Company, *, focus_id: int | None = None, focus_count=F
             page=n,
             per_page=PREVIOUS_PER_PAGE,
             company=company.slug,
-            status="uninstalled",
+            status=InstallationStatus.UNINSTALLED,
         ),
         page_number(request.args, "previous_page"),
     )
@@ -89,7 +89,7 @@ def owned(slug: str, installation_id: int) -> tuple[Company, Installation]:
 
 
 def require_active(inst: Installation) -> None:
-    if inst.status != "installed":
+    if inst.status != InstallationStatus.INSTALLED:
         raise Conflict(f"{inst.module_name} is uninstalled; install it again first.")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import flash, request
 from flask_login import current_user, login_required
 
+from portal.models import InstallationStatus
 from portal.services.errors import Conflict, TooLarge, ValidationFailed
 from portal.services.installations import lifecycle
 from portal.services.installations.version_change import preview_version_change
@@ -52,7 +53,7 @@ def change_version(slug: str, installation_id: int):
             inst.id, {"version": chosen}, actor=current_user, expected_revision=revision
         )
     except (Conflict, ValidationFailed, TooLarge) as exc:
-        still = chosen and inst.status == "installed"
+        still = chosen and inst.status == InstallationStatus.INSTALLED
         result = preview_version_change(inst.id, chosen, actor=current_user) if still else None
         return _panel(company, inst, chosen, result, status=exc.status, error=exc)
     if inst.release.version == was:
@@ -67,7 +68,7 @@ def change_version(slug: str, installation_id: int):
 
 
 def _panel(company, inst, chosen, result, *, status: int, error=None):
-    choices = version_choices(company, inst) if inst.status == "installed" else []
+    choices = version_choices(company, inst) if inst.status == InstallationStatus.INSTALLED else []
     return panel(
         company,
         TEMPLATE,

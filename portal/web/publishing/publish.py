@@ -7,6 +7,8 @@ from flask import Blueprint, abort, request, url_for
 from flask_login import current_user, login_required
 
 from portal.http.uploads import submission_from_request
+from portal.models import Visibility
+from portal.services.accounts.access import sees_publish_page
 from portal.services.catalog import queries as catalog
 from portal.services.errors import DomainError
 from portal.services.publishing import releases
@@ -25,7 +27,7 @@ def _manifest_field() -> str:
 
 
 def _require_developer() -> None:
-    if current_user.role != "developer":
+    if not sees_publish_page(current_user):
         abort(403)
 
 
@@ -36,7 +38,9 @@ def _page(*, status: int = 200, errors=None, manifest_text: str = "", release=No
         form=ActionForm(),
         errors=errors_by_field(errors, manifest_field=_manifest_field()),
         manifest_text=manifest_text,
-        visibility=request.form.get("visibility", release.visibility if release else "public"),
+        visibility=request.form.get(
+            "visibility", release.visibility if release else Visibility.PUBLIC
+        ),
         releases=catalog.releases_of_company(current_user.company_id),
         resubmit=release,
         **extra,

@@ -39,9 +39,9 @@ def manifest_text_for(manifest: dict) -> str:
     return yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True)
 
 
-def next_version_text(module_id: int, *, actor) -> str:
+def next_version_text(release_id: int, *, actor) -> str:
     """The manifest of a release with its patch version bumped: the start of a new one."""
-    release = catalog.get_release(module_id, actor=actor)
+    release = catalog.get_release(release_id, actor=actor)
     manifest = dict(release.manifest)
     version = Version.parse(release.version)
     manifest["version"] = f"{version.major}.{version.minor}.{version.patch + 1}"

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from portal.extensions import db
-from portal.lib.config_schema import MASK
+from portal.lib.config_schema import MASK, keep_secrets
 from portal.lib.versions import Constraint, Version
 from portal.models import Event, HealthChange, Installation, InstallationRevision, ModuleRelease
 from portal.services.accounts import users
@@ -101,7 +101,7 @@ SECRET_SCHEMA = {
 def test_a_masked_secret_keeps_the_stored_value_at_any_depth():
     stored = {"token": "t-1", "smtp": {"password": "p-1"}, "a/b": "s-1", "plain": "x"}
     new = {"token": MASK, "smtp": {"password": MASK}, "a/b": MASK, "plain": MASK}
-    kept = lifecycle.keep_secrets(SECRET_SCHEMA, new, stored)
+    kept = keep_secrets(SECRET_SCHEMA, new, stored)
     # Only secrets are restored; "********" in an ordinary field is just text.
     assert kept == {"token": "t-1", "smtp": {"password": "p-1"}, "a/b": "s-1", "plain": MASK}
     assert new["token"] == MASK  # the input is not changed
@@ -109,13 +109,13 @@ def test_a_masked_secret_keeps_the_stored_value_at_any_depth():
 
 def test_a_new_secret_replaces_and_a_masked_one_with_nothing_stored_is_dropped():
     stored = {"token": "t-1"}
-    assert lifecycle.keep_secrets(SECRET_SCHEMA, {"token": "t-2"}, stored) == {"token": "t-2"}
-    assert lifecycle.keep_secrets(
-        SECRET_SCHEMA, {"token": MASK, "smtp": {"password": MASK}}, {}
-    ) == {"smtp": {}}
-    assert lifecycle.keep_secrets(SECRET_SCHEMA, {"smtp": "text"}, stored) == {"smtp": "text"}
-    assert lifecycle.keep_secrets(None, {"token": MASK}, stored) == {"token": MASK}
-    assert lifecycle.keep_secrets(SECRET_SCHEMA, ["x"], stored) == ["x"]
+    assert keep_secrets(SECRET_SCHEMA, {"token": "t-2"}, stored) == {"token": "t-2"}
+    assert keep_secrets(SECRET_SCHEMA, {"token": MASK, "smtp": {"password": MASK}}, {}) == {
+        "smtp": {}
+    }
+    assert keep_secrets(SECRET_SCHEMA, {"smtp": "text"}, stored) == {"smtp": "text"}
+    assert keep_secrets(None, {"token": MASK}, stored) == {"token": MASK}
+    assert keep_secrets(SECRET_SCHEMA, ["x"], stored) == ["x"]
 
 
 # --- Dependents -------------------------------------------------------------------------------

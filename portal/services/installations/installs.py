@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -14,15 +12,22 @@ from flask import current_app
 from portal import events
 from portal.extensions import db
 from portal.lib import outbound
-from portal.lib.config_schema import MASK, mask_secrets, secret_fields, validate_config
+from portal.lib.config_schema import keep_secrets, mask_secrets, validate_config
 from portal.lib.versions import Constraint, InvalidConstraint, Version
 from portal.models import Company, Installation, InstallationRevision, ModuleRelease, User
 from portal.models.base import utcnow
 from portal.services.accounts.access import acting_company, is_admin
+from portal.services.catalog.queries import installable_clause, is_installable
 from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
-from portal.services.installations.resolver import NoPlan, Plan, installed_modules, resolve
+from portal.services.installations.resolver import (
+    NoPlan,
+    Plan,
+    installed_modules,
+    required_module_dependencies,
+    resolve,
+)
 from portal.services.paging import Page, paginate
-from portal.services.uow import unit_of_work
+from portal.services.uow import advisory_lock, unit_of_work
 
 MAX_CONFIG_BYTES = 64 * 1024
 
@@ -49,36 +54,11 @@ def masked_config(installation_or_release, config: dict | None) -> dict:
     return mask_secrets(config_schema_of(release), config or {})
 
 
-def keep_secrets(schema, new: dict, stored: dict) -> dict:
-    """A secret sent back as "********" keeps its stored value (api.md): for a change, and
-    for a reinstall (the stored value is the uninstalled record's)."""
-    if not isinstance(new, dict):
-        return new
-    result = copy.deepcopy(new)
-    for pointer in secret_fields(schema):
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-        node, old = result, stored
-        for token in tokens[:-1]:
-            node = node.get(token) if isinstance(node, dict) else None
-            old = old.get(token) if isinstance(old, dict) else None
-        last = tokens[-1]
-        if isinstance(node, dict) and node.get(last) == MASK:
-            if isinstance(old, dict) and last in old:
-                node[last] = old[last]
-            else:
-                del node[last]
-    return result
-
-
 def _target(company: Company, req: InstallRequest) -> tuple[str, str]:
     """(module name, constraint) of what is asked for. Raises NotFound, ValidationFailed."""
     if req.module_id is not None:
         release = db.session.get(ModuleRelease, req.module_id)
-        installable = release is not None and release.status in ("approved", "deprecated")
-        visible = installable and (
-            release.visibility == "public" or release.publisher_id == company.id
-        )
-        if not visible:
+        if release is None or not is_installable(release, company.id):
             raise NotFound("No such module, or it cannot be installed.")
         return release.name, f"={release.version}"
     if not req.module:
@@ -88,11 +68,7 @@ def _target(company: Company, req: InstallRequest) -> tuple[str, str]:
         )
     visible = db.session.execute(
         sa.select(ModuleRelease.id)
-        .where(
-            ModuleRelease.name == req.module,
-            ModuleRelease.status.in_(("approved", "deprecated")),
-            sa.or_(ModuleRelease.visibility == "public", ModuleRelease.publisher_id == company.id),
-        )
+        .where(ModuleRelease.name == req.module, installable_clause(company.id))
         .limit(1)
     ).first()
     if visible is None:
@@ -294,10 +270,7 @@ def lock_company_installations(company_id: int) -> None:
     this relies on) each check after it reads what the previous holder committed. Changes
     to one company's installations are rare, so taking turns costs nothing noticeable.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(f"company-installations:{company_id}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    advisory_lock("company-installations", company_id)
 
 
 def unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
@@ -312,12 +285,7 @@ def unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
     versions = {row.module_name: row.version for row in rows}
     unmet = []
     for row in rows:
-        required = [
-            (d["name"], d.get("version") or "*")
-            for d in (row.manifest or {}).get("dependencies") or []
-            if isinstance(d, dict) and d.get("type", "module") == "module" and not d.get("optional")
-        ]
-        for dep, text in required:
+        for dep, text in required_module_dependencies(row.manifest):
             if row.module_name not in changed and dep not in changed:
                 continue
             have = versions.get(dep)

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
+from portal.lib.config_schema import keep_secrets
 from portal.lib.versions import InvalidVersion, Version
 from portal.models import Installation, InstallationRevision, ModuleRelease, User
 from portal.models.base import utcnow
@@ -17,12 +18,16 @@ from portal.services.installations.installs import (
     check_endpoint_url,
     config_schema_of,
     get_installation,
-    keep_secrets,
     lock_company_installations,
     masked_config,
     unmet_requirements,
 )
-from portal.services.installations.resolver import NoPlan, installed_modules, resolve
+from portal.services.installations.resolver import (
+    NoPlan,
+    installed_modules,
+    required_module_dependencies,
+    resolve,
+)
 from portal.services.uow import unit_of_work
 
 
@@ -240,10 +245,9 @@ def _dependents_graph(company) -> dict[str, set[str]]:
     installed = installed_modules(company)
     graph: dict[str, set[str]] = {name: set() for name in installed}
     for name, inst in installed.items():
-        for dep in (inst.release.manifest or {}).get("dependencies") or []:
-            required = dep.get("type", "module") == "module" and not dep.get("optional")
-            if required and dep.get("name") in graph:
-                graph[dep["name"]].add(name)
+        for dep, _constraint in required_module_dependencies(inst.release.manifest):
+            if dep in graph:
+                graph[dep].add(name)
     return graph
 
 

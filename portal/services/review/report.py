@@ -180,12 +180,10 @@ def check_dependencies(release: ModuleRelease) -> list[DependencyCheck]:
                 ModuleRelease.id, ModuleRelease.name, ModuleRelease.version, ModuleRelease.status
             ).where(
                 ModuleRelease.name.in_(names),
-                ModuleRelease.status.in_(("approved", "pending")),
+                # What the publisher itself could install, pending releases counted as
+                # coming (a private dependency of its own is fine; another's is not).
+                catalog.installable_clause(release.publisher_id, statuses=("approved", "pending")),
                 ModuleRelease.id != release.id,
-                sa.or_(
-                    ModuleRelease.visibility == "public",
-                    ModuleRelease.publisher_id == release.publisher_id,
-                ),
             )
         )
         for row in rows:

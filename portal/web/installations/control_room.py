@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from flask import flash, request, url_for
 from flask_login import current_user, login_required
 
+from portal.lib.config_schema import keep_secrets
 from portal.models import Installation
 from portal.services.accounts.access import visible_company
 from portal.services.errors import Conflict, TooLarge, ValidationFailed
@@ -172,7 +173,7 @@ def _config_errors(inst: Installation, config) -> list[dict]:
     try:
         installs.check_config(
             inst.release,
-            lifecycle.keep_secrets(config_schema_of(inst.release), config, inst.config),
+            keep_secrets(config_schema_of(inst.release), config, inst.config),
         )
     except ValidationFailed as exc:
         return exc.errors or [{"pointer": "", "message": exc.message}]

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from flask import flash, request, url_for
 from flask_login import current_user, login_required
 
+from portal.lib.config_schema import keep_secrets
 from portal.models import Company, ModuleRelease
 from portal.services.accounts.access import acting_company, is_admin, list_companies
 from portal.services.catalog import queries as catalog
 from portal.services.errors import Conflict, DomainError, ValidationFailed
 from portal.services.installations import installs, reinstall
 from portal.services.installations.installs import InstallRequest, config_schema_of
-from portal.services.installations.lifecycle import keep_secrets
 from portal.services.installations.resolver import Plan, PlanStep
 from portal.web import htmx
 from portal.web.forms import ActionForm

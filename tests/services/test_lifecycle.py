@@ -27,6 +27,7 @@ from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.services.installations import lifecycle
 from portal.services.installations.installs import InstallRequest, install_module
+from portal.services.installations.revisions import revision_changes
 from portal.services.uow import WRITE_INTENT
 from tests.helpers import approved_release, bearer, lifecycle_state
 from tests.helpers import meanwhile as helpers_meanwhile
@@ -502,7 +503,8 @@ def test_revisions_store_secrets_as_given_and_list_them_masked(ctx, people):
         {"token": "tok-1", "plain": "q"},
         {"token": "tok-1", "plain": "p"},
     ]
-    assert [lifecycle.masked_revision_config(r) for r in revisions] == [
+    shown = revision_changes(inst.id, actor=_user())
+    assert [r.config for r in shown] == [
         {"token": MASK, "plain": "q"},
         {"token": MASK, "plain": "p"},
     ]

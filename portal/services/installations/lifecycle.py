@@ -19,7 +19,6 @@ from portal.services.installations.installs import (
     config_schema_of,
     get_installation,
     lock_company_installations,
-    masked_config,
     unmet_requirements,
 )
 from portal.services.installations.resolver import (
@@ -186,10 +185,6 @@ def list_revisions(installation_id: int, *, actor: User) -> list[InstallationRev
             .order_by(InstallationRevision.revision.desc())
         ).scalars()
     )
-
-
-def masked_revision_config(rev: InstallationRevision) -> dict:
-    return masked_config(rev.release, rev.config)
 
 
 def rollback_installation(

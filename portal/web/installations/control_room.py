@@ -3,8 +3,8 @@ live health badges and "upgrade available", and per installation a panel that op
 place (htmx) or as a page of its own (no JavaScript): configure, change version with the
 plan shown first, revision history with diffs and rollback, uninstall naming the
 dependents. Forms post and, without htmx, redirect (303); with htmx the list comes back out
-of band. The routes live on the installations blueprint (portal/web/installs.py
-imports this module, which imports versions.py, the version change)."""
+of band. The routes live on the installations blueprint (shared.py); version changes are
+in versions.py."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from portal.services.errors import Conflict, TooLarge, ValidationFailed
 from portal.services.health.records import health_badges
 from portal.services.installations import installs, lifecycle
 from portal.services.installations.installs import config_schema_of
+from portal.services.installations.revisions import revision_changes
 from portal.web import htmx
 from portal.web.installations.config_form import Fields, fields_for, parse_form
-from portal.web.installations.control_room_data import history
 from portal.web.installations.shared import (
     ONE,
     ROOT,
@@ -255,7 +255,7 @@ def _history_context(inst: Installation) -> dict:
     return {
         "template": "installations/_history.html",
         "inst": inst,
-        "entries": history(lifecycle.list_revisions(inst.id, actor=current_user)),
+        "entries": revision_changes(inst.id, actor=current_user),
     }
 
 
@@ -303,7 +303,3 @@ def _uninstall_panel(company, inst, *, error=None, status=200, dependents=None):
         dependents=dependents,
         error=error,
     )
-
-
-# Upgrades and downgrades (their own module, on the same blueprint).
-from portal.web.installations import versions  # noqa: E402, F401

@@ -275,11 +275,13 @@ def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(app, ct
     # The expected revision is checked before the target: a stale page is told so first.
     with pytest.raises(Conflict):
         lifecycle.rollback_installation(inst.id, 9, actor=_user(), expected_revision=2)
-    rolled = lifecycle.rollback_installation(inst.id, 1, actor=_user(), expected_revision=3)
-    assert (rolled.revision, rolled.config) == (4, {"site": "a"})
+    rolled, restored = lifecycle.rollback_installation(
+        inst.id, 1, actor=_user(), expected_revision=3
+    )
+    assert (rolled.revision, rolled.config, restored) == (4, {"site": "a"}, 1)
     # Without an expected revision, as before: applied at whatever revision it is.
-    rolled = lifecycle.rollback_installation(inst.id, 3, actor=_user())
-    assert (rolled.revision, rolled.config) == (5, {"site": "c"})
+    rolled, restored = lifecycle.rollback_installation(inst.id, 3, actor=_user())
+    assert (rolled.revision, rolled.config, restored) == (5, {"site": "c"}, 3)
 
 
 def test_a_rollback_at_its_expected_revision_that_loses_a_race_is_409(app, ctx, people):
@@ -376,8 +378,8 @@ def test_a_rollback_to_a_release_deleted_since_is_422_and_to_a_deprecated_one_wo
     lifecycle.update_installation(inst.id, {"version": "1.1.0"}, actor=_user())
     db.session.get(ModuleRelease, old.id).status = "deprecated"
     db.session.commit()
-    done = lifecycle.rollback_installation(inst.id, actor=_user())
-    assert (done.release.version, done.revision) == ("1.0.0", 3)
+    done, restored = lifecycle.rollback_installation(inst.id, actor=_user())
+    assert (done.release.version, done.revision, restored) == ("1.0.0", 3, 1)
     lifecycle.update_installation(inst.id, {"version": "1.1.0"}, actor=_user())
     db.session.get(ModuleRelease, old.id).status = "deleted"
     db.session.commit()
@@ -421,8 +423,9 @@ def test_a_rollback_keeps_health_and_the_endpoint_of_its_revision(ctx, people):
         inst.id, {"endpoint_url": "http://notes.acme.internal/", "config": {"a": 1}}, actor=_user()
     )
     lifecycle.record_heartbeat(inst.id, "healthy", None, actor=_user())
-    done = lifecycle.rollback_installation(inst.id, actor=_user())
+    done, restored = lifecycle.rollback_installation(inst.id, actor=_user())
     assert (done.endpoint_url, done.config, done.health_status) == (None, {}, "healthy")
+    assert (done.revision, restored) == (3, 1)
 
 
 # --- Heartbeats ---------------------------------------------------------------------------------

@@ -16,16 +16,29 @@ from portal.services.installations.installs import config_schema_of
 from portal.services.installations.lifecycle import list_revisions
 
 MAX_SHOWN = 200  # characters of one configuration value in a change
+_ABSENT = object()
+
+
+_LABELS = {"version": "version", "endpoint_url": "endpoint URL"}
 
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # "version", "endpoint URL", or a JSON Pointer into the configuration
+    field: str  # version | endpoint_url | config
     kind: str  # added | removed | changed
-    before: str | None = None  # text shown; never a secret
+    before: str | None = None  # text shown (JSON for a non-text value); never a secret
     after: str | None = None
     secret: bool = False
-    config: bool = True
+    pointer: str = ""  # into the configuration, for a config change
+
+    @property
+    def config(self) -> bool:
+        return self.field == "config"
+
+    @property
+    def what(self) -> str:
+        """What changed, for people: "version", "endpoint URL", or the pointer."""
+        return self.pointer if self.config else _LABELS[self.field]
 
 
 @dataclass
@@ -72,13 +85,13 @@ def _diff(before: InstallationRevision | None, after: InstallationRevision) -> l
     but shown only as added, removed or changed."""
     changes: list[Change] = []
     if before is not None and before.version != after.version:
-        changes.append(Change("version", "changed", before.version, after.version, config=False))
+        changes.append(Change("version", "changed", before.version, after.version))
     old_url = before.endpoint_url if before is not None else None
     if old_url != after.endpoint_url:
         kind = (
             "changed" if old_url and after.endpoint_url else "added" if not old_url else "removed"
         )
-        changes.append(Change("endpoint URL", kind, old_url, after.endpoint_url, config=False))
+        changes.append(Change("endpoint_url", kind, old_url, after.endpoint_url))
     secrets = _secrets(after) | (_secrets(before) if before is not None else set())
     old = _leaves(_masked(before)) if before is not None else {}
     new = _leaves(_masked(after))
@@ -86,19 +99,25 @@ def _diff(before: InstallationRevision | None, after: InstallationRevision) -> l
         if any(pointer == s or pointer.startswith(s + "/") for s in secrets):
             continue
         if pointer not in old:
-            changes.append(Change(pointer, "added", None, _text(new[pointer])))
+            changes.append(_config_change(pointer, "added", None, _text(new[pointer])))
         elif pointer not in new:
-            changes.append(Change(pointer, "removed", _text(old[pointer]), None))
+            changes.append(_config_change(pointer, "removed", _text(old[pointer]), None))
         elif old[pointer] != new[pointer] or type(old[pointer]) is not type(new[pointer]):
-            changes.append(Change(pointer, "changed", _text(old[pointer]), _text(new[pointer])))
+            changes.append(
+                _config_change(pointer, "changed", _text(old[pointer]), _text(new[pointer]))
+            )
     for pointer in sorted(secrets):
         had, was = _at(before.config if before is not None else {}, pointer)
         has, now = _at(after.config, pointer)
         if had != has:
-            changes.append(Change(pointer, "added" if has else "removed", secret=True))
+            changes.append(_config_change(pointer, "added" if has else "removed", secret=True))
         elif has and was != now:
-            changes.append(Change(pointer, "changed", secret=True))
+            changes.append(_config_change(pointer, "changed", secret=True))
     return changes
+
+
+def _config_change(pointer: str, kind: str, before=None, after=None, *, secret=False) -> Change:
+    return Change("config", kind, before, after, secret=secret, pointer=pointer)
 
 
 def _masked(rev: InstallationRevision) -> dict:

@@ -19,6 +19,7 @@ from portal.models.base import utcnow
 from portal.services.accounts.access import acting_company, is_admin
 from portal.services.catalog.queries import installable_clause, is_installable
 from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
+from portal.services.installations.reinstall import previous_installations
 from portal.services.installations.resolver import (
     NoPlan,
     Plan,
@@ -151,16 +152,6 @@ def check_config(release: ModuleRelease, config, *, label: str = "") -> dict:
     return result
 
 
-def _previous_record(company: Company, name: str) -> Installation | None:
-    return db.session.execute(
-        sa.select(Installation).where(
-            Installation.company_id == company.id,
-            Installation.module_name == name,
-            Installation.status == "uninstalled",
-        )
-    ).scalar()
-
-
 def add_revision(inst: Installation, reason: str, actor: User | None) -> None:
     db.session.add(
         InstallationRevision(
@@ -191,55 +182,82 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
             ],
         )
     endpoint_url = check_endpoint_url(req.endpoint_url)
-    releases = {
-        r.id: r
-        for r in db.session.execute(
-            sa.select(ModuleRelease).where(ModuleRelease.id.in_([s.module_id for s in plan.steps]))
-        ).scalars()
-    }
-    previous = {s.module: _previous_record(company, s.module) for s in plan.changes}
     installed = installed_modules(company)
     _check_plan_current(company, plan, installed)
-    configs = {}
+    changes = PlanContext(
+        company,
+        plan,
+        installed=installed,
+        releases=_releases_of(plan),
+        previous=previous_installations(company.id, [s.module for s in plan.changes]),
+    )
+    configs = plan_configs(changes, req.config, req.dependency_configs)
+    return _apply_plan(changes, configs, endpoint_url, actor)
+
+
+@dataclass
+class PlanContext:
+    """What applying a plan works from, read before its unit of work: the company's
+    installed modules, the plan's releases by id, and the uninstalled record of each module
+    the plan installs again."""
+
+    company: Company
+    plan: Plan
+    installed: dict[str, Installation]
+    releases: dict[int, ModuleRelease]
+    previous: dict[str, Installation]
+
+
+def _releases_of(plan: Plan) -> dict[int, ModuleRelease]:
+    ids = [s.module_id for s in plan.steps]
+    query = sa.select(ModuleRelease).where(ModuleRelease.id.in_(ids))
+    return {r.id: r for r in db.session.execute(query).scalars()}
+
+
+def plan_configs(changes: PlanContext, config, dependency_configs: dict) -> dict[str, dict]:
+    """Module name → the configuration each module the plan changes is installed with,
+    defaults applied: `config` for the requested module, `dependency_configs` by name for
+    new dependencies, the installed one for an upgraded dependency; a module installed
+    again starts from its last configuration (a secret sent as "********" keeps the stored
+    one). Raises TooLarge, ValidationFailed (the first module whose configuration fails)."""
+    plan, configs = changes.plan, {}
     for step in plan.changes:
-        release = releases[step.module_id]
+        release = changes.releases[step.module_id]
         if step.module == plan.requested:
-            given = req.config
+            given = config
         elif step.action == "upgrade":
-            given = installed[step.module].config
+            given = changes.installed[step.module].config
         else:
-            given = req.dependency_configs.get(step.module)
-        prior = previous[step.module]
+            given = dependency_configs.get(step.module)
+        prior = changes.previous.get(step.module)
         if given is None and prior is not None:
             given = prior.config  # reinstalling keeps the last configuration
         elif prior is not None:
-            # As for a change: a secret sent back as "********" keeps the one stored.
             given = keep_secrets(config_schema_of(release), given, prior.config)
         label = "" if step.module == plan.requested else f"dependency {step.module}"
         configs[step.module] = check_config(release, given, label=label)
+    return configs
+
+
+def _apply_plan(changes: PlanContext, configs: dict, endpoint_url, actor: User):
+    """Install or upgrade every module the plan changes, all or nothing, once the plan is
+    still current under the company's lock. Returns (the requested installation, the
+    others). Raises Conflict (changed meanwhile)."""
+    company, plan = changes.company, changes.plan
     created, main = [], None
     changing = ", ".join(s.module for s in plan.changes)
     with unit_of_work(f"{company.slug}'s {changing} changed meanwhile; nothing was installed."):
         lock_company_installations(company.id)
         _check_plan_current(company, plan)
         for step in plan.changes:
-            release = releases[step.module_id]
+            release, config = changes.releases[step.module_id], configs[step.module]
             if step.action == "upgrade":
-                inst = installed[step.module]
-                _move(inst, release, configs[step.module], "upgrade", actor, company)
+                inst = changes.installed[step.module]
+                _move(inst, release, config, "upgrade", actor, company)
             else:
-                inst = _create(company, release, configs[step.module], previous[step.module], actor)
-                if step.module == plan.requested and endpoint_url is not None:
-                    inst.endpoint_url = endpoint_url
-                    db.session.flush()
-                    db.session.execute(
-                        sa.update(InstallationRevision)
-                        .where(
-                            InstallationRevision.installation_id == inst.id,
-                            InstallationRevision.revision == inst.revision,
-                        )
-                        .values(endpoint_url=endpoint_url)
-                    )
+                url = endpoint_url if step.module == plan.requested else None
+                prior = changes.previous.get(step.module)
+                inst = _create(company, release, config, prior, actor, url)
             if step.module == plan.requested:
                 main = inst
             else:

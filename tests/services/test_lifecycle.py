@@ -25,7 +25,7 @@ from portal.lib.versions import Constraint, Version
 from portal.models import Event, HealthChange, Installation, InstallationRevision, ModuleRelease
 from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from portal.services.installations import lifecycle
+from portal.services.installations import lifecycle, upgrades
 from portal.services.installations.installs import InstallRequest, install_module
 from portal.services.installations.revisions import revision_changes
 from portal.services.uow import WRITE_INTENT
@@ -515,6 +515,51 @@ def test_revisions_store_secrets_as_given_and_list_them_masked(ctx, people):
         assert "tok-1" not in json.dumps(event.data)
     with pytest.raises(NotFound):
         lifecycle.list_revisions(inst.id, actor=_user("admin@globex.test"))
+
+
+def test_revision_changes_show_a_secret_as_changed_and_never_its_value(ctx, people):
+    approved_release("vault", "1.0.0", config_schema=SECRET_SCHEMA)
+    inst = _install("vault", config={"token": "tok-1", "plain": "p"})
+    lifecycle.update_installation(
+        inst.id, {"config": {"token": "tok-2", "plain": "q"}}, actor=_user()
+    )
+    lifecycle.update_installation(
+        inst.id, {"endpoint_url": "http://vault.acme.internal/"}, actor=_user()
+    )
+    newest, changed, first = revision_changes(inst.id, actor=_user())
+    assert [(c.field, c.kind, c.before, c.after) for c in newest.changes] == [
+        ("endpoint_url", "added", None, "http://vault.acme.internal/")
+    ]
+    assert [(c.what, c.kind, c.before, c.after, c.secret) for c in changed.changes] == [
+        ("/plain", "changed", "p", "q", False),
+        ("/token", "changed", None, None, True),
+    ]
+    assert first.first and [(c.what, c.kind, c.secret) for c in first.changes] == [
+        ("/plain", "added", False),
+        ("/token", "added", True),
+    ]
+    assert "tok-" not in repr([newest, changed, first])
+    with pytest.raises(NotFound):
+        revision_changes(inst.id, actor=_user("admin@globex.test"))
+
+
+def test_upgrade_available_is_the_newest_version_reachable_with_nothing_else_changing(ctx, people):
+    approved_release("inventory", "1.0.0")
+    approved_release("inventory", "1.5.0")
+    approved_release("inventory", "2.0.0")
+    approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
+    approved_release("notes", "1.0.0")
+    inventory = _install("inventory", version="=1.0.0")
+    notes = _install("notes")
+    assert upgrades.upgrade_available(inventory) == "2.0.0"
+    _install("purchasing")  # needs inventory ^1.0.0: 2.0.0 would break it
+    assert upgrades.upgrades_available([inventory, notes]) == {inventory.id: "1.5.0"}
+    choices = upgrades.version_choices(inventory)
+    assert [(c.version, c.installed) for c in choices] == [
+        ("2.0.0", False),
+        ("1.5.0", False),
+        ("1.0.0", True),
+    ]
 
 
 # --- Races on PostgreSQL: whoever commits first, the dependency rule holds ------------------

@@ -152,6 +152,20 @@ def check_config(release: ModuleRelease, config, *, label: str = "") -> dict:
     return result
 
 
+def config_errors(release: ModuleRelease, config, stored: dict | None = None) -> list[dict]:
+    """Every error check_config would raise for `config`, a secret sent back as "********"
+    keeping its value in `stored` (the last configuration of a module installed again), as
+    install_module will check it; nothing changes (for forms checked as they are filled
+    in). Raises nothing."""
+    if stored is not None:
+        config = keep_secrets(config_schema_of(release), config, stored)
+    try:
+        check_config(release, config)
+    except (ValidationFailed, TooLarge) as exc:
+        return exc.errors or [{"pointer": "", "message": exc.message}]
+    return []
+
+
 def add_revision(inst: Installation, reason: str, actor: User | None) -> None:
     db.session.add(
         InstallationRevision(

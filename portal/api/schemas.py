@@ -224,6 +224,12 @@ INSTALLATION = component(
             "config": {"type": "object", "description": "Secrets show as ********."},
             "endpoint_url": {"type": ["string", "null"]},
             "revision": {"type": "integer"},
+            "upgrade_available": {
+                "type": ["string", "null"],
+                "description": "The highest approved version above the installed one that the "
+                "company can move to with nothing else changing (PUT it as `version`); null "
+                "when there is none or the installation is uninstalled.",
+            },
             "health": {
                 "type": "object",
                 "properties": {
@@ -319,6 +325,30 @@ REVISION = component(
             "created_at": TIMESTAMP,
             "actor": {"type": ["string", "null"]},
             "reason": {"type": "string"},
+            "changes": {
+                "type": "array",
+                "description": "What changed against the revision before (the first: what it "
+                "was installed with). A secret shows as changed, never with a value.",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "kind", "before", "after", "secret"],
+                    "properties": {
+                        "field": {"enum": ["version", "endpoint_url", "config"]},
+                        "pointer": {
+                            "type": "string",
+                            "description": "Into the configuration, for a config change.",
+                        },
+                        "kind": {"enum": ["added", "removed", "changed"]},
+                        "before": {
+                            "type": ["string", "null"],
+                            "description": "As text (JSON for a non-text value), cut at 200 "
+                            "characters; null for a secret.",
+                        },
+                        "after": {"type": ["string", "null"]},
+                        "secret": {"type": "boolean"},
+                    },
+                },
+            },
         },
     },
 )

@@ -74,7 +74,8 @@ def module_json(release: ModuleRelease) -> dict:
     }
 
 
-def installation_json(inst) -> dict:
+def installation_json(inst, upgrade_available: str | None = None) -> dict:
+    """An installation; `upgrade_available` is services.installations.upgrades' answer."""
     from portal.services.installations.installs import masked_config
 
     return {
@@ -87,6 +88,7 @@ def installation_json(inst) -> dict:
         "config": masked_config(inst, inst.config),
         "endpoint_url": inst.endpoint_url,
         "revision": inst.revision,
+        "upgrade_available": upgrade_available,
         "health": {
             "status": inst.health_status,
             "checked_at": rfc3339(inst.health_checked_at),
@@ -95,6 +97,30 @@ def installation_json(inst) -> dict:
         },
         "created_at": rfc3339(inst.created_at),
         "updated_at": rfc3339(inst.updated_at),
+    }
+
+
+def revision_json(entry) -> dict:
+    """A services.installations.revisions.RevisionChanges (masked already)."""
+    return {
+        "revision": entry.revision,
+        "version": entry.version,
+        "config": entry.config,
+        "endpoint_url": entry.endpoint_url,
+        "created_at": rfc3339(entry.created_at),
+        "actor": entry.actor,
+        "reason": entry.reason,
+        "changes": [
+            {
+                "field": c.field,
+                **({"pointer": c.pointer} if c.config else {}),
+                "kind": c.kind,
+                "before": c.before,
+                "after": c.after,
+                "secret": c.secret,
+            }
+            for c in entry.changes
+        ],
     }
 
 

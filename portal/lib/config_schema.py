@@ -276,3 +276,25 @@ def mask_secrets(schema: Any, config: Any) -> dict:
         if isinstance(node, dict) and last in node:
             node[last] = MASK
     return masked
+
+
+def keep_secrets(schema: Any, new: Any, stored: Any) -> Any:
+    """`new` with every secret sent back as "********" replaced by its value in `stored`
+    (api.md: sending the mask back keeps the stored value), or left out when nothing is
+    stored there. Anything but an object comes back as it is, for validation to refuse."""
+    if not isinstance(new, dict):
+        return new
+    result = copy_json(new)
+    for pointer in secret_fields(schema):
+        *parents, last = [unescape_pointer(token) for token in pointer.split("/")[1:]]
+        node: Any = result
+        old: Any = stored
+        for token in parents:
+            node = node.get(token) if isinstance(node, dict) else None
+            old = old.get(token) if isinstance(old, dict) else None
+        if isinstance(node, dict) and node.get(last) == MASK:
+            if isinstance(old, dict) and last in old:
+                node[last] = old[last]
+            else:
+                del node[last]
+    return result

@@ -529,10 +529,8 @@ def test_revisions_newest_first_masked_with_actor_and_reason(app, client, shelf,
     resp = client.get(f"{URL}{inst['id']}/revisions", headers=auth["acme"])
     assert resp.status_code == 200
     revisions = resp.get_json()
-    assert all(
-        set(r) == {"revision", "version", "config", "endpoint_url", "created_at", "actor", "reason"}
-        for r in revisions
-    )
+    keys = {"revision", "version", "config", "endpoint_url", "created_at", "actor", "reason"}
+    assert all(set(r) == keys | {"changes"} for r in revisions)
     assert [(r["revision"], r["reason"], r["actor"], r["version"]) for r in revisions] == [
         (3, "endpoint", "admin@example.com", "1.2.0"),
         (2, "config", "admin@acme.test", "1.2.0"),
@@ -553,6 +551,59 @@ def test_revisions_newest_first_masked_with_actor_and_reason(app, client, shelf,
     assert all(secret not in text for secret in SECRETS)
     # A platform admin reads them too.
     assert client.get(f"{URL}{inst['id']}/revisions", headers=auth["admin"]).get_json() == revisions
+
+
+def test_revisions_carry_their_changes_with_secrets_shown_changed_never_valued(
+    app, client, shelf, auth
+):
+    inst = _history(client, auth)
+    resp = client.get(f"{URL}{inst['id']}/revisions", headers=auth["acme"])
+    changes = {r["revision"]: r["changes"] for r in resp.get_json()}
+
+    def config(pointer, kind, before=None, after=None, secret=False):
+        return {"field": "config", "pointer": pointer, "kind": kind, "before": before,
+                "after": after, "secret": secret}  # fmt: skip
+
+    assert changes[3] == [
+        {
+            "field": "endpoint_url",
+            "kind": "added",
+            "before": None,
+            "after": "http://purchasing.acme.internal:9000",
+            "secret": False,
+        }
+    ]
+    # The new API key is a change of a secret: said so, with neither value.
+    assert changes[2] == [
+        config("/currency", "changed", "EUR", "USD"),
+        config("/api_key", "changed", secret=True),
+        config("/db_password", "removed", secret=True),
+    ]
+    assert changes[1] == [
+        config("/currency", "added", after="EUR"),
+        config("/retries", "added", after="3"),
+        config("/api_key", "added", secret=True),
+        config("/db_password", "added", secret=True),
+    ]
+    assert all(secret not in resp.get_data(as_text=True) for secret in SECRETS)
+
+
+def test_a_change_with_configuration_and_endpoint_errors_names_them_all_in_one_422(
+    app, client, shelf, auth
+):
+    inst = _purchasing(client, auth)
+    before = lifecycle_state(app)
+    body = {
+        "config": {"currency": "GBP", "api_key": "********", "retries": -1},
+        "endpoint_url": "ftp://purchasing.acme.internal",
+    }
+    problem = problem_of(_put(client, auth["acme"], inst["id"], body), 422)
+    assert sorted(error_pointers(problem)) == ["/currency", "/endpoint_url", "/retries"]
+    # With a version too: the version's own error beside the others.
+    body["version"] = "9.9.9"
+    problem = problem_of(_put(client, auth["acme"], inst["id"], body), 422)
+    assert "/version" in error_pointers(problem) and "/endpoint_url" in error_pointers(problem)
+    assert lifecycle_state(app) == before
 
 
 def test_rollback_restores_the_previous_revision_by_default_then_revision_one(

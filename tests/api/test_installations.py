@@ -82,6 +82,7 @@ INSTALLATION_KEYS = {
     "config",
     "endpoint_url",
     "revision",
+    "upgrade_available",
     "health",
     "created_at",
     "updated_at",
@@ -197,6 +198,29 @@ def test_another_companys_installation_answers_exactly_like_a_missing_one(app, c
     assert client.get(f"{URL}{inst['id']}", headers=auth["developer"]).get_data() == (
         missing.get_data()
     )
+
+
+def test_an_installation_names_the_upgrade_available_or_null(app, client, shelf, auth):
+    """The highest version it could move to with nothing else changing (a PUT of that
+    `version` goes through), the same in every answer that carries the installation."""
+    inventory = _install(client, auth["acme"], module="inventory", version="=1.0.0").get_json()
+    assert inventory["upgrade_available"] == "2.0.0"
+    notes = _install(client, auth["acme"], module="notes").get_json()
+    assert notes["upgrade_available"] is None  # its only release
+    # purchasing needs inventory ^1.0.0: from now on inventory can go as far as 1.4.0.
+    assert _install(client, auth["acme"], **_purchasing()).status_code == 201
+    url = f"{URL}{inventory['id']}"
+    assert client.get(url, headers=auth["acme"]).get_json()["upgrade_available"] == "1.4.0"
+    assert client.get(url, headers=auth["admin"]).get_json()["upgrade_available"] == "1.4.0"
+    for who in ("acme", "admin"):
+        listed = client.get(URL, headers=auth[who]).get_json()["items"]
+        upgrades = {i["module"]: i["upgrade_available"] for i in listed}
+        assert upgrades == {"inventory": "1.4.0", "notes": None, "purchasing": None}
+    moved = client.put(url, json={"version": "1.4.0"}, headers=auth["acme"]).get_json()
+    assert (moved["version"], moved["upgrade_available"]) == ("1.4.0", None)
+    # Another company's installation: 404, exactly as a missing one.
+    other = client.get(url, headers=auth["globex"])
+    assert problem_of(other, 404) == problem_of(client.get(f"{URL}0", headers=auth["globex"]), 404)
 
 
 # --- Configuration --------------------------------------------------------------------------

@@ -21,13 +21,14 @@ from sqlalchemy.orm import Session
 
 from portal.database import WRITE_INTENT
 from portal.extensions import db
-from portal.lib.config_schema import MASK
+from portal.lib.config_schema import MASK, keep_secrets
 from portal.lib.versions import Constraint, Version
 from portal.models import Event, HealthChange, Installation, InstallationRevision, ModuleRelease
 from portal.services.accounts import users
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
-from portal.services.installations import lifecycle
+from portal.services.installations import lifecycle, upgrades
 from portal.services.installations.installs import InstallRequest, install_module
+from portal.services.installations.revisions import revision_changes
 from tests.helpers import approved_release, bearer, lifecycle_state
 from tests.helpers import meanwhile as helpers_meanwhile
 
@@ -101,7 +102,7 @@ SECRET_SCHEMA = {
 def test_a_masked_secret_keeps_the_stored_value_at_any_depth():
     stored = {"token": "t-1", "smtp": {"password": "p-1"}, "a/b": "s-1", "plain": "x"}
     new = {"token": MASK, "smtp": {"password": MASK}, "a/b": MASK, "plain": MASK}
-    kept = lifecycle.keep_secrets(SECRET_SCHEMA, new, stored)
+    kept = keep_secrets(SECRET_SCHEMA, new, stored)
     # Only secrets are restored; "********" in an ordinary field is just text.
     assert kept == {"token": "t-1", "smtp": {"password": "p-1"}, "a/b": "s-1", "plain": MASK}
     assert new["token"] == MASK  # the input is not changed
@@ -109,13 +110,13 @@ def test_a_masked_secret_keeps_the_stored_value_at_any_depth():
 
 def test_a_new_secret_replaces_and_a_masked_one_with_nothing_stored_is_dropped():
     stored = {"token": "t-1"}
-    assert lifecycle.keep_secrets(SECRET_SCHEMA, {"token": "t-2"}, stored) == {"token": "t-2"}
-    assert lifecycle.keep_secrets(
-        SECRET_SCHEMA, {"token": MASK, "smtp": {"password": MASK}}, {}
-    ) == {"smtp": {}}
-    assert lifecycle.keep_secrets(SECRET_SCHEMA, {"smtp": "text"}, stored) == {"smtp": "text"}
-    assert lifecycle.keep_secrets(None, {"token": MASK}, stored) == {"token": MASK}
-    assert lifecycle.keep_secrets(SECRET_SCHEMA, ["x"], stored) == ["x"]
+    assert keep_secrets(SECRET_SCHEMA, {"token": "t-2"}, stored) == {"token": "t-2"}
+    assert keep_secrets(SECRET_SCHEMA, {"token": MASK, "smtp": {"password": MASK}}, {}) == {
+        "smtp": {}
+    }
+    assert keep_secrets(SECRET_SCHEMA, {"smtp": "text"}, stored) == {"smtp": "text"}
+    assert keep_secrets(None, {"token": MASK}, stored) == {"token": MASK}
+    assert keep_secrets(SECRET_SCHEMA, ["x"], stored) == ["x"]
 
 
 # --- Dependents -------------------------------------------------------------------------------
@@ -274,11 +275,13 @@ def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(app, ct
     # The expected revision is checked before the target: a stale page is told so first.
     with pytest.raises(Conflict):
         lifecycle.rollback_installation(inst.id, 9, actor=_user(), expected_revision=2)
-    rolled = lifecycle.rollback_installation(inst.id, 1, actor=_user(), expected_revision=3)
-    assert (rolled.revision, rolled.config) == (4, {"site": "a"})
+    rolled, restored = lifecycle.rollback_installation(
+        inst.id, 1, actor=_user(), expected_revision=3
+    )
+    assert (rolled.revision, rolled.config, restored) == (4, {"site": "a"}, 1)
     # Without an expected revision, as before: applied at whatever revision it is.
-    rolled = lifecycle.rollback_installation(inst.id, 3, actor=_user())
-    assert (rolled.revision, rolled.config) == (5, {"site": "c"})
+    rolled, restored = lifecycle.rollback_installation(inst.id, 3, actor=_user())
+    assert (rolled.revision, rolled.config, restored) == (5, {"site": "c"}, 3)
 
 
 def test_a_rollback_at_its_expected_revision_that_loses_a_race_is_409(app, ctx, people):
@@ -375,8 +378,8 @@ def test_a_rollback_to_a_release_deleted_since_is_422_and_to_a_deprecated_one_wo
     lifecycle.update_installation(inst.id, {"version": "1.1.0"}, actor=_user())
     db.session.get(ModuleRelease, old.id).status = "deprecated"
     db.session.commit()
-    done = lifecycle.rollback_installation(inst.id, actor=_user())
-    assert (done.release.version, done.revision) == ("1.0.0", 3)
+    done, restored = lifecycle.rollback_installation(inst.id, actor=_user())
+    assert (done.release.version, done.revision, restored) == ("1.0.0", 3, 1)
     lifecycle.update_installation(inst.id, {"version": "1.1.0"}, actor=_user())
     db.session.get(ModuleRelease, old.id).status = "deleted"
     db.session.commit()
@@ -420,8 +423,9 @@ def test_a_rollback_keeps_health_and_the_endpoint_of_its_revision(ctx, people):
         inst.id, {"endpoint_url": "http://notes.acme.internal/", "config": {"a": 1}}, actor=_user()
     )
     lifecycle.record_heartbeat(inst.id, "healthy", None, actor=_user())
-    done = lifecycle.rollback_installation(inst.id, actor=_user())
+    done, restored = lifecycle.rollback_installation(inst.id, actor=_user())
     assert (done.endpoint_url, done.config, done.health_status) == (None, {}, "healthy")
+    assert (done.revision, restored) == (3, 1)
 
 
 # --- Heartbeats ---------------------------------------------------------------------------------
@@ -502,7 +506,8 @@ def test_revisions_store_secrets_as_given_and_list_them_masked(ctx, people):
         {"token": "tok-1", "plain": "q"},
         {"token": "tok-1", "plain": "p"},
     ]
-    assert [lifecycle.masked_revision_config(r) for r in revisions] == [
+    shown = revision_changes(inst.id, actor=_user())
+    assert [r.config for r in shown] == [
         {"token": MASK, "plain": "q"},
         {"token": MASK, "plain": "p"},
     ]
@@ -510,6 +515,51 @@ def test_revisions_store_secrets_as_given_and_list_them_masked(ctx, people):
         assert "tok-1" not in json.dumps(event.data)
     with pytest.raises(NotFound):
         lifecycle.list_revisions(inst.id, actor=_user("admin@globex.test"))
+
+
+def test_revision_changes_show_a_secret_as_changed_and_never_its_value(ctx, people):
+    approved_release("vault", "1.0.0", config_schema=SECRET_SCHEMA)
+    inst = _install("vault", config={"token": "tok-1", "plain": "p"})
+    lifecycle.update_installation(
+        inst.id, {"config": {"token": "tok-2", "plain": "q"}}, actor=_user()
+    )
+    lifecycle.update_installation(
+        inst.id, {"endpoint_url": "http://vault.acme.internal/"}, actor=_user()
+    )
+    newest, changed, first = revision_changes(inst.id, actor=_user())
+    assert [(c.field, c.kind, c.before, c.after) for c in newest.changes] == [
+        ("endpoint_url", "added", None, "http://vault.acme.internal/")
+    ]
+    assert [(c.what, c.kind, c.before, c.after, c.secret) for c in changed.changes] == [
+        ("/plain", "changed", "p", "q", False),
+        ("/token", "changed", None, None, True),
+    ]
+    assert first.first and [(c.what, c.kind, c.secret) for c in first.changes] == [
+        ("/plain", "added", False),
+        ("/token", "added", True),
+    ]
+    assert "tok-" not in repr([newest, changed, first])
+    with pytest.raises(NotFound):
+        revision_changes(inst.id, actor=_user("admin@globex.test"))
+
+
+def test_upgrade_available_is_the_newest_version_reachable_with_nothing_else_changing(ctx, people):
+    approved_release("inventory", "1.0.0")
+    approved_release("inventory", "1.5.0")
+    approved_release("inventory", "2.0.0")
+    approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
+    approved_release("notes", "1.0.0")
+    inventory = _install("inventory", version="=1.0.0")
+    notes = _install("notes")
+    assert upgrades.upgrade_available(inventory) == "2.0.0"
+    _install("purchasing")  # needs inventory ^1.0.0: 2.0.0 would break it
+    assert upgrades.upgrades_available([inventory, notes]) == {inventory.id: "1.5.0"}
+    choices = upgrades.version_choices(inventory)
+    assert [(c.version, c.installed) for c in choices] == [
+        ("2.0.0", False),
+        ("1.5.0", False),
+        ("1.0.0", True),
+    ]
 
 
 # --- Races on PostgreSQL: whoever commits first, the dependency rule holds ------------------

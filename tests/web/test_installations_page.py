@@ -475,6 +475,18 @@ def test_rolling_back_restores_an_earlier_revision_as_a_new_one(app, acme_client
     assert ">rollback<" in _revision(html, 4)
 
 
+def test_rolling_back_without_a_revision_restores_the_one_before_and_says_which(
+    app, acme_client, room
+):
+    acme_client.post(f"{ROOT}/{room['ledger']}/configure", data=_configure_form(2, currency="USD"))
+    resp = acme_client.post(f"{ROOT}/{room['ledger']}/rollback", data={"expected_revision": "3"})
+    assert resp.status_code == 303
+    revision, version, config = _config(app, room["ledger"])
+    assert (revision, version, config["currency"]) == (4, "1.1.0", "EUR")
+    html = _html(acme_client.get(resp.headers["Location"]))
+    assert "Rolled ledger back to revision 2: now revision 4, version 1.1.0." in html
+
+
 def test_rolling_back_with_htmx_updates_the_history_and_the_list(app, acme_htmx, room):
     acme_htmx.post(f"{ROOT}/{room['ledger']}/configure", data=_configure_form(2, currency="USD"))
     html = _html(acme_htmx.post(f"{ROOT}/{room['ledger']}/rollback", data={"revision": "2"}))

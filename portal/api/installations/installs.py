@@ -12,6 +12,7 @@ from portal.models import InstallationStatus
 from portal.services.errors import ValidationFailed
 from portal.services.installations import installs
 from portal.services.installations.installs import InstallRequest
+from portal.services.installations.upgrades import upgrade_available, upgrades_available
 from portal.services.paging import parse_paging
 
 _FIELD_TYPES = {
@@ -77,8 +78,9 @@ def plan():
 def install():
     actor = current_actor()
     inst, deps = installs.install_module(install_request(json_body()), actor=actor)
-    body = installation_json(inst)
-    body["installed_dependencies"] = [installation_json(d) for d in deps]
+    upgrades = upgrades_available([inst, *deps])
+    body = installation_json(inst, upgrades.get(inst.id))
+    body["installed_dependencies"] = [installation_json(d, upgrades.get(d.id)) for d in deps]
     return created(body, url_for("api.get_installation", installation_id=inst.id))
 
 
@@ -108,7 +110,8 @@ def list_installations():
         module=request.args.get("module") or None,
         health=request.args.get("health") or None,
     )
-    return jsonify(page_json(result, installation_json))
+    upgrades = upgrades_available(result.items)
+    return jsonify(page_json(result, lambda i: installation_json(i, upgrades.get(i.id))))
 
 
 @bp.get("/installations/<int:installation_id>")
@@ -119,4 +122,4 @@ def list_installations():
 )
 def get_installation(installation_id: int):
     inst = installs.get_installation(installation_id, actor=current_actor())
-    return jsonify(installation_json(inst))
+    return jsonify(installation_json(inst, upgrade_available(inst)))

@@ -7,11 +7,13 @@ from flask import jsonify, request
 from portal.api import schemas
 from portal.api.base import bp, current_actor, json_body
 from portal.api.openapi import document
-from portal.api.serializers import installation_json, rfc3339
+from portal.api.serializers import installation_json, revision_json, rfc3339
 from portal.models import REPORTED_HEALTH
 from portal.services.errors import ValidationFailed
 from portal.services.health import probes
 from portal.services.installations import lifecycle
+from portal.services.installations.revisions import revision_changes
+from portal.services.installations.upgrades import upgrade_available
 
 _NOT_FOUND = "Absent or another company's."
 
@@ -72,7 +74,7 @@ def update_installation(installation_id: int):
     inst = lifecycle.update_installation(
         installation_id, changes, actor=actor, expected_revision=_revision_from(body)
     )
-    return jsonify(installation_json(inst))
+    return jsonify(installation_json(inst, upgrade_available(inst)))
 
 
 @bp.delete("/installations/<int:installation_id>")
@@ -95,21 +97,8 @@ def uninstall(installation_id: int):
     responses={200: {"type": "array", "items": schemas.REVISION}, 404: _NOT_FOUND},
 )
 def revisions(installation_id: int):
-    revs = lifecycle.list_revisions(installation_id, actor=current_actor())
-    return jsonify(
-        [
-            {
-                "revision": r.revision,
-                "version": r.version,
-                "config": lifecycle.masked_revision_config(r),
-                "endpoint_url": r.endpoint_url,
-                "created_at": rfc3339(r.created_at),
-                "actor": r.actor.email if r.actor else None,
-                "reason": r.reason,
-            }
-            for r in revs
-        ]
-    )
+    entries = revision_changes(installation_id, actor=current_actor())
+    return jsonify([revision_json(e) for e in entries])
 
 
 @bp.post("/installations/<int:installation_id>/rollback")
@@ -150,10 +139,10 @@ def rollback(installation_id: int):
             "Invalid revision.", errors=[{"pointer": "/revision", "message": "an integer"}]
         )
     expected = _revision_from(body, "expected_revision")
-    inst = lifecycle.rollback_installation(
+    inst, _restored = lifecycle.rollback_installation(
         installation_id, revision, actor=actor, expected_revision=expected
     )
-    return jsonify(installation_json(inst))
+    return jsonify(installation_json(inst, upgrade_available(inst)))
 
 
 HEALTH_CHECK_RESULT = {

@@ -23,16 +23,36 @@ SORTS = {
 }
 
 
+# A release a company may install: approved, or deprecated (then only when asked for by
+# exact version: the resolver's rule), and public or published by the company itself.
+INSTALLABLE_STATUSES = RELEASED
+
+
+def installable_clause(company_id: int | None, *, statuses: tuple = INSTALLABLE_STATUSES):
+    """Releases the company may install (SQL). `statuses` widens it for a question asked
+    before a decision (the review report counts pending releases as coming)."""
+    reachable = ModuleRelease.visibility == Visibility.PUBLIC
+    if company_id is not None:
+        reachable = sa.or_(reachable, ModuleRelease.publisher_id == company_id)
+    return sa.and_(ModuleRelease.status.in_(statuses), reachable)
+
+
+def is_installable(release, company_id: int | None) -> bool:
+    """installable_clause for a row already read (anything with `status`, `visibility` and
+    `publisher_id`), for readers that select by name alone to keep the name index."""
+    return release.status in INSTALLABLE_STATUSES and (
+        release.visibility == Visibility.PUBLIC
+        or (company_id is not None and release.publisher_id == company_id)
+    )
+
+
 def visibility_clause(actor: User):
-    """Rows the actor may see: admins everything but deleted; others approved or deprecated
-    public releases, plus every live release of their own company."""
+    """Rows the actor may see: admins everything but deleted; others what their company may
+    install, plus every live release of their own company."""
     live = ModuleRelease.status != ReleaseStatus.DELETED
     if is_admin(actor):
         return live
-    shared = sa.and_(
-        ModuleRelease.visibility == Visibility.PUBLIC,
-        ModuleRelease.status.in_(RELEASED),
-    )
+    shared = installable_clause(None)
     if actor.company_id is None:
         return shared
     return sa.or_(shared, sa.and_(live, ModuleRelease.publisher_id == actor.company_id))

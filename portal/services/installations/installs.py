@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import json
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -14,7 +12,7 @@ from flask import current_app
 from portal import events
 from portal.extensions import db
 from portal.lib import outbound
-from portal.lib.config_schema import MASK, mask_secrets, secret_fields, validate_config
+from portal.lib.config_schema import keep_secrets, mask_secrets, validate_config
 from portal.lib.versions import Constraint, InvalidConstraint, Version
 from portal.models import (
     Company,
@@ -27,10 +25,18 @@ from portal.models import (
 )
 from portal.models.base import utcnow
 from portal.services.accounts.access import acting_company, is_admin, may_install
+from portal.services.catalog.queries import installable_clause, is_installable
 from portal.services.errors import Conflict, NotFound, TooLarge, ValidationFailed
-from portal.services.installations.resolver import NoPlan, Plan, installed_modules, resolve
+from portal.services.installations.reinstall import previous_installations
+from portal.services.installations.resolver import (
+    NoPlan,
+    Plan,
+    installed_modules,
+    required_module_dependencies,
+    resolve,
+)
 from portal.services.paging import Page, paginate
-from portal.services.uow import unit_of_work
+from portal.services.uow import advisory_lock, unit_of_work
 
 MAX_CONFIG_BYTES = 64 * 1024
 
@@ -57,36 +63,11 @@ def masked_config(installation_or_release, config: dict | None) -> dict:
     return mask_secrets(config_schema_of(release), config or {})
 
 
-def keep_secrets(schema, new: dict, stored: dict) -> dict:
-    """A secret sent back as "********" keeps its stored value (api.md): for a change, and
-    for a reinstall (the stored value is the uninstalled record's)."""
-    if not isinstance(new, dict):
-        return new
-    result = copy.deepcopy(new)
-    for pointer in secret_fields(schema):
-        tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
-        node, old = result, stored
-        for token in tokens[:-1]:
-            node = node.get(token) if isinstance(node, dict) else None
-            old = old.get(token) if isinstance(old, dict) else None
-        last = tokens[-1]
-        if isinstance(node, dict) and node.get(last) == MASK:
-            if isinstance(old, dict) and last in old:
-                node[last] = old[last]
-            else:
-                del node[last]
-    return result
-
-
 def _target(company: Company, req: InstallRequest) -> tuple[str, str]:
     """(module name, constraint) of what is asked for. Raises NotFound, ValidationFailed."""
     if req.module_id is not None:
         release = db.session.get(ModuleRelease, req.module_id)
-        installable = release is not None and release.status in ("approved", "deprecated")
-        visible = installable and (
-            release.visibility == "public" or release.publisher_id == company.id
-        )
-        if not visible:
+        if release is None or not is_installable(release, company.id):
             raise NotFound("No such module, or it cannot be installed.")
         return release.name, f"={release.version}"
     if not req.module:
@@ -96,11 +77,7 @@ def _target(company: Company, req: InstallRequest) -> tuple[str, str]:
         )
     visible = db.session.execute(
         sa.select(ModuleRelease.id)
-        .where(
-            ModuleRelease.name == req.module,
-            ModuleRelease.status.in_(("approved", "deprecated")),
-            sa.or_(ModuleRelease.visibility == "public", ModuleRelease.publisher_id == company.id),
-        )
+        .where(ModuleRelease.name == req.module, installable_clause(company.id))
         .limit(1)
     ).first()
     if visible is None:
@@ -183,14 +160,18 @@ def check_config(release: ModuleRelease, config, *, label: str = "") -> dict:
     return result
 
 
-def _previous_record(company: Company, name: str) -> Installation | None:
-    return db.session.execute(
-        sa.select(Installation).where(
-            Installation.company_id == company.id,
-            Installation.module_name == name,
-            Installation.status == "uninstalled",
-        )
-    ).scalar()
+def config_errors(release: ModuleRelease, config, stored: dict | None = None) -> list[dict]:
+    """Every error check_config would raise for `config`, a secret sent back as "********"
+    keeping its value in `stored` (the last configuration of a module installed again), as
+    install_module will check it; nothing changes (for forms checked as they are filled
+    in). Raises nothing."""
+    if stored is not None:
+        config = keep_secrets(config_schema_of(release), config, stored)
+    try:
+        check_config(release, config)
+    except (ValidationFailed, TooLarge) as exc:
+        return exc.errors or [{"pointer": "", "message": exc.message}]
+    return []
 
 
 def add_revision(inst: Installation, reason: str, actor: User | None) -> None:
@@ -223,55 +204,82 @@ def install_module(req: InstallRequest, *, actor: User) -> tuple[Installation, l
             ],
         )
     endpoint_url = check_endpoint_url(req.endpoint_url)
-    releases = {
-        r.id: r
-        for r in db.session.execute(
-            sa.select(ModuleRelease).where(ModuleRelease.id.in_([s.module_id for s in plan.steps]))
-        ).scalars()
-    }
-    previous = {s.module: _previous_record(company, s.module) for s in plan.changes}
     installed = installed_modules(company)
     _check_plan_current(company, plan, installed)
-    configs = {}
+    changes = PlanContext(
+        company,
+        plan,
+        installed=installed,
+        releases=_releases_of(plan),
+        previous=previous_installations(company.id, [s.module for s in plan.changes]),
+    )
+    configs = plan_configs(changes, req.config, req.dependency_configs)
+    return _apply_plan(changes, configs, endpoint_url, actor)
+
+
+@dataclass
+class PlanContext:
+    """What applying a plan works from, read before its unit of work: the company's
+    installed modules, the plan's releases by id, and the uninstalled record of each module
+    the plan installs again."""
+
+    company: Company
+    plan: Plan
+    installed: dict[str, Installation]
+    releases: dict[int, ModuleRelease]
+    previous: dict[str, Installation]
+
+
+def _releases_of(plan: Plan) -> dict[int, ModuleRelease]:
+    ids = [s.module_id for s in plan.steps]
+    query = sa.select(ModuleRelease).where(ModuleRelease.id.in_(ids))
+    return {r.id: r for r in db.session.execute(query).scalars()}
+
+
+def plan_configs(changes: PlanContext, config, dependency_configs: dict) -> dict[str, dict]:
+    """Module name → the configuration each module the plan changes is installed with,
+    defaults applied: `config` for the requested module, `dependency_configs` by name for
+    new dependencies, the installed one for an upgraded dependency; a module installed
+    again starts from its last configuration (a secret sent as "********" keeps the stored
+    one). Raises TooLarge, ValidationFailed (the first module whose configuration fails)."""
+    plan, configs = changes.plan, {}
     for step in plan.changes:
-        release = releases[step.module_id]
+        release = changes.releases[step.module_id]
         if step.module == plan.requested:
-            given = req.config
+            given = config
         elif step.action == "upgrade":
-            given = installed[step.module].config
+            given = changes.installed[step.module].config
         else:
-            given = req.dependency_configs.get(step.module)
-        prior = previous[step.module]
+            given = dependency_configs.get(step.module)
+        prior = changes.previous.get(step.module)
         if given is None and prior is not None:
             given = prior.config  # reinstalling keeps the last configuration
         elif prior is not None:
-            # As for a change: a secret sent back as "********" keeps the one stored.
             given = keep_secrets(config_schema_of(release), given, prior.config)
         label = "" if step.module == plan.requested else f"dependency {step.module}"
         configs[step.module] = check_config(release, given, label=label)
+    return configs
+
+
+def _apply_plan(changes: PlanContext, configs: dict, endpoint_url, actor: User):
+    """Install or upgrade every module the plan changes, all or nothing, once the plan is
+    still current under the company's lock. Returns (the requested installation, the
+    others). Raises Conflict (changed meanwhile)."""
+    company, plan = changes.company, changes.plan
     created, main = [], None
     changing = ", ".join(s.module for s in plan.changes)
     with unit_of_work(f"{company.slug}'s {changing} changed meanwhile; nothing was installed."):
         lock_company_installations(company.id)
         _check_plan_current(company, plan)
         for step in plan.changes:
-            release = releases[step.module_id]
+            release, config = changes.releases[step.module_id], configs[step.module]
             if step.action == "upgrade":
-                inst = installed[step.module]
-                _move(inst, release, configs[step.module], "upgrade", actor, company)
+                inst = changes.installed[step.module]
+                _move(inst, release, config, "upgrade", actor, company)
             else:
-                inst = _create(company, release, configs[step.module], previous[step.module], actor)
-                if step.module == plan.requested and endpoint_url is not None:
-                    inst.endpoint_url = endpoint_url
-                    db.session.flush()
-                    db.session.execute(
-                        sa.update(InstallationRevision)
-                        .where(
-                            InstallationRevision.installation_id == inst.id,
-                            InstallationRevision.revision == inst.revision,
-                        )
-                        .values(endpoint_url=endpoint_url)
-                    )
+                url = endpoint_url if step.module == plan.requested else None
+                prior = changes.previous.get(step.module)
+                inst = _create(company, release, config, prior, actor, url)
             if step.module == plan.requested:
                 main = inst
             else:
@@ -302,10 +310,7 @@ def lock_company_installations(company_id: int) -> None:
     this relies on) each check after it reads what the previous holder committed. Changes
     to one company's installations are rare, so taking turns costs nothing noticeable.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(f"company-installations:{company_id}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    advisory_lock("company-installations", company_id)
 
 
 def unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
@@ -323,12 +328,7 @@ def unmet_requirements(company_id: int, changed: set[str]) -> list[str]:
     versions = {row.module_name: row.version for row in rows}
     unmet = []
     for row in rows:
-        required = [
-            (d["name"], d.get("version") or "*")
-            for d in (row.manifest or {}).get("dependencies") or []
-            if isinstance(d, dict) and d.get("type", "module") == "module" and not d.get("optional")
-        ]
-        for dep, text in required:
+        for dep, text in required_module_dependencies(row.manifest):
             if row.module_name not in changed and dep not in changed:
                 continue
             have = versions.get(dep)

@@ -3,10 +3,13 @@ and rollback, safe uninstall, and what runtimes report (configuration, heartbeat
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import sqlalchemy as sa
 
 from portal import events
 from portal.extensions import db
+from portal.lib.config_schema import keep_secrets
 from portal.lib.versions import InvalidVersion, Version
 from portal.models import (
     REPORTED_HEALTH,
@@ -25,12 +28,15 @@ from portal.services.installations.installs import (
     check_endpoint_url,
     config_schema_of,
     get_installation,
-    keep_secrets,
     lock_company_installations,
-    masked_config,
     unmet_requirements,
 )
-from portal.services.installations.resolver import NoPlan, installed_modules, resolve
+from portal.services.installations.resolver import (
+    NoPlan,
+    installed_modules,
+    required_module_dependencies,
+    resolve,
+)
 from portal.services.uow import unit_of_work
 
 
@@ -134,30 +140,73 @@ def _apply(
     return inst
 
 
+@dataclass
+class _Checked:
+    """A change read against the installation: the release, configuration and endpoint it
+    would have, what differs, and every reason it cannot be made."""
+
+    release: ModuleRelease
+    config: object
+    endpoint_url: str | None
+    changed: list[str] = field(default_factory=list)
+    errors: list[dict] = field(default_factory=list)
+
+
+def _check_changes(inst: Installation, changes: dict) -> _Checked:
+    """Every error of a change at once: the version's (pointer /version), the
+    configuration's against the release it would run (pointers into the configuration)
+    and the endpoint URL's (/endpoint_url). Raises Conflict (a dependent would break),
+    TooLarge (a configuration over 64 KiB): those leave nothing else worth saying."""
+    checked = _Checked(inst.release, inst.config, inst.endpoint_url)
+    if changes.get("version") not in (None, inst.release.version):
+        try:
+            checked.release = _release_for_version(inst, changes["version"])
+        except ValidationFailed as exc:
+            checked.errors += exc.errors or [{"pointer": "/version", "message": exc.message}]
+        else:
+            if checked.release.id != inst.module_id:
+                checked.changed.append("version")
+    if changes.get("config") is not None:
+        schema = config_schema_of(checked.release)
+        checked.config = keep_secrets(schema, changes["config"], inst.config)
+    try:
+        checked.config = check_config(checked.release, checked.config)
+    except ValidationFailed as exc:
+        checked.errors += exc.errors or [{"pointer": "", "message": exc.message}]
+    else:
+        if checked.config != inst.config:
+            checked.changed.append("config")
+    if "endpoint_url" in changes:
+        try:
+            checked.endpoint_url = check_endpoint_url(changes["endpoint_url"])
+        except ValidationFailed as exc:
+            checked.errors += exc.errors
+        else:
+            if checked.endpoint_url != inst.endpoint_url:
+                checked.changed.append("endpoint_url")
+    return checked
+
+
+def change_errors(installation_id: int, changes: dict, *, actor: User) -> list[dict]:
+    """What update_installation would refuse in `changes`, every error at once, with
+    nothing changed (for forms checked as they are filled in). Raises NotFound, Conflict
+    (uninstalled, a dependent would break), TooLarge."""
+    return _check_changes(_active(installation_id, actor), changes).errors
+
+
 def update_installation(
     installation_id: int, changes: dict, *, actor: User, expected_revision: int | None = None
 ) -> Installation:
     """Change configuration, endpoint and/or version as a new revision. Raises NotFound,
-    Conflict (stale revision, a dependent would break), ValidationFailed, TooLarge."""
+    Conflict (stale revision, a dependent would break), ValidationFailed (every version,
+    configuration and endpoint error at once), TooLarge."""
     inst = _active(installation_id, actor)
     base = inst.revision
     _check_expected_revision(inst, expected_revision)
-    release, changed = inst.release, []
-    if changes.get("version") not in (None, inst.release.version):
-        release = _release_for_version(inst, changes["version"])
-        if release.id != inst.module_id:
-            changed.append("version")
-    config = inst.config
-    if "config" in changes and changes["config"] is not None:
-        config = keep_secrets(config_schema_of(release), changes["config"], inst.config)
-    config = check_config(release, config)
-    if config != inst.config:
-        changed.append("config")
-    endpoint_url = inst.endpoint_url
-    if "endpoint_url" in changes:
-        endpoint_url = check_endpoint_url(changes["endpoint_url"])
-        if endpoint_url != inst.endpoint_url:
-            changed.append("endpoint_url")
+    checked = _check_changes(inst, changes)
+    if checked.errors:
+        raise ValidationFailed(_summary(checked.errors, checked.release), errors=checked.errors)
+    changed, release = checked.changed, checked.release
     if not changed:
         return inst
     data: dict = {"changed": sorted(changed)}
@@ -169,14 +218,30 @@ def update_installation(
     return _apply(
         inst,
         release=release,
-        config=config,
-        endpoint_url=endpoint_url,
+        config=checked.config,
+        endpoint_url=checked.endpoint_url,
         base_revision=base,
         reason=reason,
         actor=actor,
         event_type=events.INSTALLATION_UPDATED,
         data=data,
     )
+
+
+def _summary(errors: list[dict], release: ModuleRelease) -> str:
+    """The message of a refused change: each part that is invalid, with its first reason."""
+    firsts: dict[str, str] = {}
+    for err in errors:
+        part = _PARTS.get(err["pointer"], "configuration")
+        where = "" if part in _PARTS.values() else f"{err['pointer'] or 'the whole'} "
+        firsts.setdefault(part, where + err["message"])
+    label = {"configuration": f"configuration of {release.name} {release.version}"}
+    shown = [f"{label.get(p, p)} ({firsts[p]})" for p in _PART_ORDER if p in firsts]
+    return "Invalid " + ", ".join(shown) + "."
+
+
+_PARTS = {"/version": "version", "/endpoint_url": "endpoint URL"}
+_PART_ORDER = ("version", "configuration", "endpoint URL")
 
 
 def list_revisions(installation_id: int, *, actor: User) -> list[InstallationRevision]:
@@ -191,21 +256,18 @@ def list_revisions(installation_id: int, *, actor: User) -> list[InstallationRev
     )
 
 
-def masked_revision_config(rev: InstallationRevision) -> dict:
-    return masked_config(rev.release, rev.config)
-
-
 def rollback_installation(
     installation_id: int,
     revision: int | None = None,
     *,
     actor: User,
     expected_revision: int | None = None,
-) -> Installation:
-    """Restore an earlier revision's release and configuration as a new revision, after
-    validating both again; if `expected_revision` is given, only while the installation is
-    still at it. Raises NotFound, Conflict (stale revision, a dependent would break),
-    ValidationFailed."""
+) -> tuple[Installation, int]:
+    """Restore an earlier revision (default: the one before the current) as a new revision,
+    after validating its release, configuration and endpoint again; if `expected_revision`
+    is given, only while the installation is still at it. Returns (the installation, the
+    revision restored). Raises NotFound, Conflict (stale revision, a dependent would
+    break), ValidationFailed (every configuration and endpoint error at once)."""
     inst = _active(installation_id, actor)
     _check_expected_revision(inst, expected_revision)
     target_number = revision if revision is not None else inst.revision - 1
@@ -220,17 +282,28 @@ def rollback_installation(
             "No such earlier revision.",
             errors=[{"pointer": "/revision", "message": f"must be below {inst.revision}"}],
         )
-    release = target.release
-    if release.id != inst.module_id:
-        release = _release_for_version(inst, release.version)
-    config = check_config(release, target.config)
-    # The endpoint is validated again too: the outbound guard may refuse what it once took.
-    endpoint_url = check_endpoint_url(target.endpoint_url)
-    return _apply(
+    # Checked as a change to the revision's version, configuration and endpoint: the
+    # outbound guard may refuse an endpoint it once took, a release may be gone.
+    checked = _check_changes(
+        inst,
+        {
+            "version": target.release.version,
+            "config": target.config if target.config is not None else {},
+            "endpoint_url": target.endpoint_url,
+        },
+    )
+    if checked.errors:
+        raise ValidationFailed(
+            f"Revision {target.revision} cannot be restored. "
+            + _summary(checked.errors, checked.release),
+            errors=checked.errors,
+        )
+    release = checked.release
+    inst = _apply(
         inst,
         release=release,
-        config=config,
-        endpoint_url=endpoint_url,
+        config=checked.config,
+        endpoint_url=checked.endpoint_url,
         base_revision=inst.revision,
         reason="rollback",
         actor=actor,
@@ -241,6 +314,7 @@ def rollback_installation(
             "to_version": release.version,
         },
     )
+    return inst, target.revision
 
 
 def _dependents_graph(company) -> dict[str, set[str]]:
@@ -248,10 +322,9 @@ def _dependents_graph(company) -> dict[str, set[str]]:
     installed = installed_modules(company)
     graph: dict[str, set[str]] = {name: set() for name in installed}
     for name, inst in installed.items():
-        for dep in (inst.release.manifest or {}).get("dependencies") or []:
-            required = dep.get("type", "module") == "module" and not dep.get("optional")
-            if required and dep.get("name") in graph:
-                graph[dep["name"]].add(name)
+        for dep, _constraint in required_module_dependencies(inst.release.manifest):
+            if dep in graph:
+                graph[dep].add(name)
     return graph
 
 

@@ -33,6 +33,7 @@ from sqlalchemy.orm import joinedload
 from portal.extensions import db
 from portal.lib.versions import Constraint, Version
 from portal.models import Company, Installation, InstallationStatus, ModuleRelease, ReleaseStatus
+from portal.services.catalog.queries import is_installable
 
 MAX_ROUNDS = 2000
 
@@ -137,8 +138,11 @@ class NoPlan(Exception):
     missing: list[str] = field(default_factory=list)
 
 
-def _module_deps(manifest: dict) -> tuple[tuple[str, str], ...]:
-    deps = manifest.get("dependencies") or []
+def required_module_dependencies(manifest: dict | None) -> tuple[tuple[str, str], ...]:
+    """(name, constraint) of each dependency a release cannot run without: `type: module`
+    (the default) and not `optional`. Service dependencies and optional modules are
+    recorded and shown, never required of a plan, an upgrade or an uninstall."""
+    deps = (manifest or {}).get("dependencies") or []
     return tuple(
         (d["name"], d.get("version") or "*")
         for d in deps
@@ -148,10 +152,10 @@ def _module_deps(manifest: dict) -> tuple[tuple[str, str], ...]:
 
 @lru_cache(maxsize=16384)
 def _deps_from_json(text: str | None) -> tuple[tuple[str, str], ...]:
-    """_module_deps of a manifest's `dependencies` as JSON text (releases of one module
-    mostly share it, so it is parsed once)."""
+    """required_module_dependencies of a manifest's `dependencies` as JSON text (releases of
+    one module mostly share it, so it is parsed once)."""
     deps = json.loads(text) if text else None
-    return _module_deps({"dependencies": deps if isinstance(deps, list) else None})
+    return required_module_dependencies({"dependencies": deps if isinstance(deps, list) else None})
 
 
 class ReleaseIndex:
@@ -190,15 +194,7 @@ class ReleaseIndex:
             .where(ModuleRelease.name.in_(missing))
         ).all()
         company_id = self.company.id
-        rows = [
-            r
-            for r in rows
-            if r.id in installed_ids
-            or (
-                r.status in ("approved", "deprecated")
-                and (r.visibility == "public" or r.publisher_id == company_id)
-            )
-        ]
+        rows = [r for r in rows if r.id in installed_ids or is_installable(r, company_id)]
         self.queries += 1
         for name in missing:
             self.by_name[name] = []
@@ -389,7 +385,7 @@ def resolve(
         if inst_name == name:
             continue
         holder = f"{inst_name} {inst.release.version} (installed)"
-        for dep, text in _module_deps(inst.release.manifest or {}):
+        for dep, text in required_module_dependencies(inst.release.manifest):
             if dep in index.by_name:
                 roots.append(Requirement(dep, _constraint(text), holder))
     provider = _Provider(index)

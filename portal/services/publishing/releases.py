@@ -3,8 +3,6 @@ content-addressed store only once everything is checked, and leave it if the row
 
 from __future__ import annotations
 
-import hashlib
-
 import sqlalchemy as sa
 from flask import current_app
 
@@ -29,7 +27,7 @@ from portal.services.catalog.names import fold_name
 from portal.services.errors import Conflict, NotFound, PermissionDenied, ValidationFailed
 from portal.services.publishing.storage import PackageStore
 from portal.services.publishing.submissions import CheckedSubmission, Submission, read_submission
-from portal.services.uow import unit_of_work
+from portal.services.uow import advisory_lock, unit_of_work
 
 # A release whose manifest and package may still be replaced: not yet decided, or rejected
 # (resubmitting a rejected one makes it pending again).
@@ -104,10 +102,7 @@ def _serialize_claims(name: str) -> None:
     PostgreSQL a transaction-level advisory lock keyed by the folded name does, and under
     READ COMMITTED the checks after it see what the previous holder committed.
     """
-    if db.session.get_bind().dialect.name == "postgresql":
-        digest = hashlib.sha256(f"module-name:{fold_name(name)}".encode()).digest()
-        key = int.from_bytes(digest[:8], "big", signed=True)
-        db.session.execute(sa.select(sa.func.pg_advisory_xact_lock(key)))
+    advisory_lock("module-name", fold_name(name))
 
 
 def _existing(name: str, version: str) -> int | None:

@@ -13,7 +13,7 @@ import yaml
 
 from portal.extensions import db
 from portal.lib.versions import Constraint, InvalidConstraint, InvalidVersion, Version
-from portal.models import Company, ModuleRelease, ReleaseStatus, User, Visibility
+from portal.models import Company, ModuleRelease, ReleaseStatus, User
 from portal.services.accounts.access import may_review
 from portal.services.catalog import queries as catalog
 from portal.services.errors import PermissionDenied
@@ -182,12 +182,12 @@ def check_dependencies(release: ModuleRelease) -> list[DependencyCheck]:
                 ModuleRelease.id, ModuleRelease.name, ModuleRelease.version, ModuleRelease.status
             ).where(
                 ModuleRelease.name.in_(names),
-                ModuleRelease.status.in_((ReleaseStatus.APPROVED, ReleaseStatus.PENDING)),
-                ModuleRelease.id != release.id,
-                sa.or_(
-                    ModuleRelease.visibility == Visibility.PUBLIC,
-                    ModuleRelease.publisher_id == release.publisher_id,
+                # What the publisher itself could install, pending releases counted as
+                # coming (a private dependency of its own is fine; another's is not).
+                catalog.installable_clause(
+                    release.publisher_id, statuses=(ReleaseStatus.APPROVED, ReleaseStatus.PENDING)
                 ),
+                ModuleRelease.id != release.id,
             )
         )
         for row in rows:

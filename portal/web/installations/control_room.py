@@ -3,8 +3,8 @@ live health badges and "upgrade available", and per installation a panel that op
 place (htmx) or as a page of its own (no JavaScript): configure, change version with the
 plan shown first, revision history with diffs and rollback, uninstall naming the
 dependents. Forms post and, without htmx, redirect (303); with htmx the list comes back out
-of band. The routes live on the installations blueprint (portal/web/installs.py
-imports this module, which imports versions.py, the version change)."""
+of band. The routes live on the installations blueprint (shared.py); version changes are
+in versions.py."""
 
 from __future__ import annotations
 
@@ -17,18 +17,17 @@ from portal.models import Installation, InstallationStatus
 from portal.services.accounts.access import visible_company
 from portal.services.errors import Conflict, TooLarge, ValidationFailed
 from portal.services.health.records import health_badges
-from portal.services.installations import installs, lifecycle
+from portal.services.installations import lifecycle
 from portal.services.installations.installs import config_schema_of
+from portal.services.installations.revisions import revision_changes
 from portal.web import htmx
 from portal.web.installations.config_form import Fields, fields_for, parse_form
-from portal.web.installations.control_room_data import history
 from portal.web.installations.shared import (
     ONE,
     ROOT,
     bp,
     done,
     endpoint_url,
-    endpoint_url_errors,
     first_per_pointer,
     index_url,
     list_context,
@@ -104,25 +103,14 @@ def validate_configure(slug: str, installation_id: int):
     _company, inst = owned(slug, installation_id)
     if inst.status != InstallationStatus.INSTALLED:
         return "", 204
-    config, errors = _posted_config(inst)
-    schema = config_schema_of(inst.release)
-    checked = _config_errors(inst, config) if schema is not None else []
-    shown = [e for e in checked if present(config, e["pointer"])]
-    form = ConfigureForm(
-        inst,
-        fields_for(schema, config, first_per_pointer(errors + shown), PREFIX),
-        endpoint_url() or "",
-        inst.revision,
-    )
-    return htmx.render(
-        "installations/_validation.html",
-        sections=[form],
-        endpoint_errors=endpoint_url_errors(),
-        form_errors=[],
-        hidden=len(checked) - len(shown),
-        ok_text="Looks good: save to apply.",
-        form_errors_id="configure-errors",
-    )
+    config, unreadable = _posted_config(inst)
+    try:
+        checked = lifecycle.change_errors(inst.id, _changes(inst, config), actor=current_user)
+    except Conflict:  # uninstalled meanwhile
+        return "", 204
+    except TooLarge as exc:
+        checked = [{"pointer": "", "message": exc.message}]
+    return _live_validation(inst, config, unreadable, checked)
 
 
 @bp.post(ONE + "/configure")
@@ -131,28 +119,16 @@ def save_configure(slug: str, installation_id: int):
     """A new revision with the posted configuration and endpoint, if it is still based on
     the installation's revision (else 409 and nothing changes)."""
     company, inst = owned(slug, installation_id)
-    config, errors = _posted_config(inst)
-    revision = posted_int("revision")
-    if revision is None:
-        errors.append({"pointer": "", "message": "The form lost its revision: reload it."})
-    # Every reason at once (the service stops at the first kind): fields, then endpoint.
-    if config is not None and inst.status == InstallationStatus.INSTALLED:
-        errors = first_per_pointer(errors + _config_errors(inst, config))
-    endpoint_errors = endpoint_url_errors()
-    if errors or endpoint_errors:
-        return _configure_failed(
-            company, inst, config, revision, errors=errors, endpoint_errors=endpoint_errors
-        )
-    changes = {"endpoint_url": endpoint_url()}
-    if config_schema_of(inst.release) is not None:
-        changes["config"] = config
-    before = inst.revision
+    config, unreadable = _posted_config(inst)
+    revision, changes, before = posted_int("revision"), _changes(inst, config), inst.revision
     try:
+        if unreadable or revision is None:
+            raise _unreadable_form(inst, changes, unreadable, revision)
         inst = lifecycle.update_installation(
             inst.id, changes, actor=current_user, expected_revision=revision
         )
     except (Conflict, ValidationFailed, TooLarge) as exc:
-        return _configure_failed(company, inst, config, revision, exc=exc)
+        return _configure_failed(company, inst, config, revision, exc)
     if inst.revision == before:
         flash(f"Nothing changed in {inst.module_name}.", "info")
     else:
@@ -161,42 +137,69 @@ def save_configure(slug: str, installation_id: int):
 
 
 def _posted_config(inst: Installation) -> tuple[dict | None, list[dict]]:
-    """The configuration the form posted (a blank secret: "********", kept as stored)."""
+    """The configuration the form posted (a blank secret: "********", kept as stored), and
+    the fields it could not read."""
     schema = config_schema_of(inst.release)
     if schema is None:
         return None, []
     return parse_form(schema, request.form, PREFIX, existing=inst.config)
 
 
-def _config_errors(inst: Installation, config) -> list[dict]:
-    try:
-        installs.check_config(
-            inst.release,
-            lifecycle.keep_secrets(config_schema_of(inst.release), config, inst.config),
-        )
-    except ValidationFailed as exc:
-        return exc.errors or [{"pointer": "", "message": exc.message}]
-    except TooLarge as exc:
-        return [{"pointer": "", "message": exc.message}]
-    return []
+def _changes(inst: Installation, config) -> dict:
+    changes = {"endpoint_url": endpoint_url()}
+    if config_schema_of(inst.release) is not None:
+        changes["config"] = config
+    return changes
 
 
-def _configure_failed(company, inst, config, revision, *, errors=(), endpoint_errors=(), exc=None):
+def _unreadable_form(inst, changes, unreadable, revision) -> ValidationFailed:
+    """A form that could not be read whole is not applied: what it could not read, and
+    every error the service finds in the rest. Raises the service's Conflict, TooLarge."""
+    errors = list(unreadable)
+    if revision is None:
+        errors.append({"pointer": "", "message": "The form lost its revision: reload it."})
+    errors += lifecycle.change_errors(inst.id, changes, actor=current_user)
+    return ValidationFailed("The form has errors.", errors=first_per_pointer(errors))
+
+
+def _live_validation(inst, config, unreadable, checked):
+    """The error slots: what the form could not read, the service's errors for what is
+    filled in (the rest held back until saving), the endpoint's."""
+    endpoint_errors = [e for e in checked if e["pointer"] == "/endpoint_url"]
+    config_errors = [e for e in checked if e not in endpoint_errors]
+    shown = [e for e in config_errors if present(config, e["pointer"])]
+    form = ConfigureForm(
+        inst,
+        fields_for(
+            config_schema_of(inst.release), config, first_per_pointer(unreadable + shown), PREFIX
+        ),
+        endpoint_url() or "",
+        inst.revision,
+    )
+    return htmx.render(
+        "installations/_validation.html",
+        sections=[form],
+        endpoint_errors=endpoint_errors,
+        form_errors=[],
+        hidden=len(config_errors) - len(shown),
+        ok_text="Looks good: save to apply.",
+        form_errors_id="configure-errors",
+    )
+
+
+def _configure_failed(company, inst, config, revision, exc):
     """The form again with what was posted (secrets never shown back) and why it failed:
     field errors beside their fields, the endpoint's beside it, a stale revision on top."""
-    errors, endpoint_errors, form_errors, conflict = list(errors), list(endpoint_errors), [], None
-    status = 422
-    if exc is not None:
-        status = exc.status
-        if isinstance(exc, Conflict):
-            conflict = exc.message
-        for err in exc.errors or ([] if conflict else [{"pointer": "", "message": exc.message}]):
-            if err["pointer"] == "/endpoint_url":
-                endpoint_errors.append(err)
-            elif err["pointer"].startswith("/version"):
-                form_errors.append({"pointer": "", "message": err["message"]})
-            else:
-                errors.append(err)
+    errors, endpoint_errors, form_errors, conflict = [], [], [], None
+    if isinstance(exc, Conflict):
+        conflict = exc.message
+    for err in exc.errors or ([] if conflict else [{"pointer": "", "message": exc.message}]):
+        if err["pointer"] == "/endpoint_url":
+            endpoint_errors.append(err)
+        elif err["pointer"].startswith("/version"):
+            form_errors.append({"pointer": "", "message": err["message"]})
+        else:
+            errors.append(err)
     schema = config_schema_of(inst.release)
     form = ConfigureForm(
         inst,
@@ -208,7 +211,7 @@ def _configure_failed(company, inst, config, revision, *, errors=(), endpoint_er
         conflict=conflict,
         failed=True,
     )
-    return panel(company, "installations/_configure.html", status=status, form=form)
+    return panel(company, "installations/_configure.html", status=exc.status, form=form)
 
 
 # --- History and rollback --------------------------------------------------------------------
@@ -231,7 +234,7 @@ def rollback(slug: str, installation_id: int):
     company, inst = owned(slug, installation_id)
     revision, expected = posted_int("revision"), posted_int("expected_revision")
     try:
-        inst = lifecycle.rollback_installation(
+        inst, restored = lifecycle.rollback_installation(
             inst.id, revision, actor=current_user, expected_revision=expected
         )
     except (Conflict, ValidationFailed) as exc:
@@ -240,9 +243,8 @@ def rollback(slug: str, installation_id: int):
         if isinstance(exc, Conflict) and expected is not None and inst.revision != expected:
             return _history(company, inst, conflict=exc.message, status=exc.status)
         return _history(company, inst, error=exc, status=exc.status)
-    target = revision if revision is not None else inst.revision - 2  # the service's default
     flash(
-        f"Rolled {inst.module_name} back to revision {target}: now revision {inst.revision}, "
+        f"Rolled {inst.module_name} back to revision {restored}: now revision {inst.revision}, "
         f"version {inst.release.version}.",
         "success",
     )
@@ -254,7 +256,7 @@ def _history_context(inst: Installation) -> dict:
     return {
         "template": "installations/_history.html",
         "inst": inst,
-        "entries": history(lifecycle.list_revisions(inst.id, actor=current_user)),
+        "entries": revision_changes(inst.id, actor=current_user),
     }
 
 
@@ -304,7 +306,3 @@ def _uninstall_panel(company, inst, *, error=None, status=200, dependents=None):
         dependents=dependents,
         error=error,
     )
-
-
-# Upgrades and downgrades (their own module, on the same blueprint).
-from portal.web.installations import versions  # noqa: E402, F401

@@ -17,7 +17,6 @@ from portal.services.catalog import queries as catalog
 from portal.services.errors import Conflict, DomainError, ValidationFailed
 from portal.services.installations import installs, reinstall
 from portal.services.installations.installs import InstallRequest, config_schema_of
-from portal.services.installations.lifecycle import keep_secrets
 from portal.services.installations.resolver import Plan, PlanStep
 from portal.web import htmx
 from portal.web.forms import ActionForm
@@ -201,23 +200,13 @@ def _check_form(
                 sections.append(section)
             continue
         config, errors = parse_form(section.schema, request.form, section.prefix, stored)
-        if stored is not None:
-            config = keep_secrets(section.schema, config, stored)
-        checked = _service_errors(section.release, config)
+        checked = installs.config_errors(section.release, config, stored)
         if live:
             shown = [e for e in checked if present(config, e["pointer"])]
             hidden, checked = hidden + len(checked) - len(shown), shown
         errors = first_per_pointer(errors + checked)
         sections.append(_section(step, result, config, errors, section.release, stored))
     return sections, endpoint_url_errors(), hidden
-
-
-def _service_errors(release: ModuleRelease, config: dict) -> list[dict]:
-    try:
-        installs.check_config(release, config)
-    except DomainError as exc:
-        return exc.errors or [_whole(exc)]
-    return []
 
 
 def _failed(name, company, result, sections, endpoint_errors, form_errors=()):

@@ -10,9 +10,9 @@ from portal.models import Company, Installation, InstallationStatus
 from portal.services.accounts.access import may_install, visible_company
 from portal.services.errors import Conflict, NotFound, ValidationFailed
 from portal.services.installations import installs
+from portal.services.installations.upgrades import upgrades_available
 from portal.web import htmx
 from portal.web.forms import ActionForm
-from portal.web.installations.control_room_data import upgrades_available
 from portal.web.pager import page_in_range, page_number, page_size
 
 bp = Blueprint("installations", __name__)
@@ -68,7 +68,7 @@ def list_context(company: Company, *, focus_id: int | None = None, focus_count=F
         "company": company,
         "installations": found,
         "previous": previous,
-        "upgrades": upgrades_available(company, found.items),
+        "upgrades": upgrades_available(found.items),
         "page_url": lambda n: url(n, previous.page),
         "previous_page_url": lambda n: url(found.page, n),
         "poll_seconds": poll_seconds(),

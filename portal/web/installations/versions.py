@@ -12,8 +12,8 @@ from flask_login import current_user, login_required
 from portal.models import InstallationStatus
 from portal.services.errors import Conflict, TooLarge, ValidationFailed
 from portal.services.installations import lifecycle
+from portal.services.installations.upgrades import version_choices
 from portal.services.installations.version_change import preview_version_change
-from portal.web.installations.control_room_data import version_choices
 from portal.web.installations.shared import (
     ONE,
     bp,
@@ -68,7 +68,7 @@ def change_version(slug: str, installation_id: int):
 
 
 def _panel(company, inst, chosen, result, *, status: int, error=None):
-    choices = version_choices(company, inst) if inst.status == InstallationStatus.INSTALLED else []
+    choices = version_choices(inst) if inst.status == InstallationStatus.INSTALLED else []
     return panel(
         company,
         TEMPLATE,

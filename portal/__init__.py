@@ -32,6 +32,11 @@ def create_app(config=None) -> Flask:
         **_engine_options(app),
         **app.config.get("SQLALCHEMY_ENGINE_OPTIONS", {}),
     }
+    if app.config["TRUSTED_PROXY_COUNT"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = app.config["TRUSTED_PROXY_COUNT"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     register_extensions(app)
     register_blueprints(app)
     register_error_handlers(app)

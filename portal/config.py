@@ -69,6 +69,9 @@ class Config:
         # its oldest unpublished event is older than RELAY_LAG_DEGRADED_SECONDS.
         self.HEALTH_PROBE_TIMEOUT = float(env.get("HEALTH_PROBE_TIMEOUT", "0.8"))
         self.RELAY_LAG_DEGRADED_SECONDS = _int("RELAY_LAG_DEGRADED_SECONDS", 60)
+        # How many proxies in front set X-Forwarded-For/-Proto (the buffering front: 1).
+        # The client address they report is what the sign-in throttle counts by.
+        self.TRUSTED_PROXY_COUNT = _int("TRUSTED_PROXY_COUNT", 0)
         self.ORPHAN_SWEEP_INTERVAL_SECONDS = _int("ORPHAN_SWEEP_INTERVAL_SECONDS", 600)
         self.MODULE_STORAGE_PATH = env.get(
             "MODULE_STORAGE_PATH", str(Path(self.INSTANCE_PATH) / "packages")

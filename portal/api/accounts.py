@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import jsonify
+from flask import jsonify, request
 
 from portal.api.base import bp, json_body
 from portal.api.openapi import document
@@ -37,5 +37,5 @@ def issue_token():
     ]
     if errors:
         raise ValidationFailed("Email and password are required.", errors=errors)
-    user = users.authenticate(body["email"], body["password"])
+    user = users.authenticate(body["email"], body["password"], address=request.remote_addr)
     return jsonify(users.issue_jwt(user))

@@ -1,6 +1,6 @@
 """All models, imported here so Alembic sees every table, and the domain's vocabularies."""
 
-from portal.models.accounts import ApiToken, Company, SignInFailure, User
+from portal.models.accounts import ApiToken, Company, SignInThrottle, User
 from portal.models.events import Event, Lease, ServiceState
 from portal.models.installations import HealthChange, Installation, InstallationRevision
 from portal.models.modules import CatalogGeneration, ModuleDependency, ModuleRelease, StatusChange
@@ -31,7 +31,7 @@ __all__ = [
     "ModuleRelease",
     "ReleaseStatus",
     "Role",
-    "SignInFailure",
+    "SignInThrottle",
     "ServiceState",
     "StatusChange",
     "User",

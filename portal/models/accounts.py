@@ -75,12 +75,13 @@ class ApiToken(db.Model):
     user: Mapped[User] = relationship(lazy="joined")
 
 
-class SignInFailure(db.Model):
-    """One failed sign-in; counted per email over a sliding window to throttle guessing."""
+class SignInThrottle(db.Model):
+    """Failed sign-ins counted under one key (an account, a client address, or the pair),
+    and when the next attempt under it may be made (services/accounts/throttle.py)."""
 
-    __tablename__ = "sign_in_failures"
-    __table_args__ = (sa.Index("ix_sign_in_failures_email_at", "email", "failed_at"),)
+    __tablename__ = "sign_in_throttles"
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    email: Mapped[str] = mapped_column(sa.String(254))
-    failed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    key: Mapped[str] = mapped_column(sa.String(400), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    next_allowed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

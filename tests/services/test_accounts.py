@@ -1,6 +1,5 @@
-"""Accounts: failed sign-ins are forgotten once they no longer count, a personal token
-remembers when it was last used (to the minute), and a unit of work never commits changes
-made before it began."""
+"""Accounts: a personal token remembers when it was last used (to the minute), and a unit
+of work never commits changes made before it began."""
 
 from __future__ import annotations
 
@@ -10,27 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import ApiToken, Company, SignInFailure
+from portal.models import ApiToken, Company
 from portal.models.base import utcnow
 from portal.services.accounts import users
-from portal.services.errors import Unauthorized
 from portal.services.uow import unit_of_work
 from tests.helpers import count, embedded_sqlite_app
-
-
-def test_a_failed_sign_in_forgets_failures_older_than_the_throttle_window(app_ctx, people):
-    now = utcnow()
-    db.session.add_all(
-        [
-            SignInFailure(email="gone@x.test", failed_at=now - users.SIGN_IN_WINDOW * 2),
-            SignInFailure(email="recent@x.test", failed_at=now - users.SIGN_IN_WINDOW / 2),
-        ]
-    )
-    db.session.commit()
-    with pytest.raises(Unauthorized):
-        users.authenticate(people.developer.email, "wrong-password")
-    emails = db.session.execute(sa.select(SignInFailure.email)).scalars().all()
-    assert sorted(emails) == sorted(["recent@x.test", people.developer.email])
 
 
 def _last_used(token_id: int):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 import re
 import secrets
 from datetime import timedelta
@@ -14,20 +13,18 @@ from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from portal.extensions import db
-from portal.models import ApiToken, Company, Role, SignInFailure, User
+from portal.models import ApiToken, Company, Role, User
 from portal.models.base import utcnow
+from portal.services.accounts import throttle
 from portal.services.accounts.access import company_by_slug
 from portal.services.errors import (
     Conflict,
     NotFound,
-    TooManyRequests,
     Unauthorized,
     ValidationFailed,
 )
 from portal.services.uow import unit_of_work
 
-SIGN_IN_LIMIT = 5
-SIGN_IN_WINDOW = timedelta(minutes=15)
 # A token's "last used" is this precise: a pipeline calling in a loop must not turn each
 # of its reads into a write.
 TOKEN_USE_PRECISION = timedelta(minutes=1)
@@ -97,53 +94,22 @@ def create_user(email: str, password: str, role: str, company_slug: str | None =
     return user
 
 
-def _recent_failures(email: str) -> list:
-    since = utcnow() - SIGN_IN_WINDOW
-    return list(
-        db.session.execute(
-            sa.select(SignInFailure.failed_at)
-            .where(SignInFailure.email == email, SignInFailure.failed_at >= since)
-            .order_by(SignInFailure.failed_at)
-        ).scalars()
-    )
+def authenticate(email: str, password: str, *, address: str | None = None) -> User:
+    """The user with these credentials, signing in from `address` (the client's IP).
+    Raises Unauthorized, TooManyRequests.
 
-
-def _record_failure(email: str) -> None:
-    """Count a failed sign-in, and forget those that no longer count: rows for an email
-    that never signs in successfully would otherwise stay for ever."""
-    now = utcnow()
-    with unit_of_work():
-        db.session.execute(
-            sa.delete(SignInFailure)
-            .where(SignInFailure.failed_at < now - SIGN_IN_WINDOW)
-            .execution_options(synchronize_session=False)
-        )
-        db.session.add(SignInFailure(email=email, failed_at=now))
-
-
-def authenticate(email: str, password: str) -> User:
-    """The user with these credentials. Raises Unauthorized, TooManyRequests.
-
-    After SIGN_IN_LIMIT failures for one email within the window, every attempt for that
-    email (existing or not, right password or not) is refused until the window ends.
+    Every attempt is counted by the throttle before the password is checked (growing
+    delays per account, per address and per pair; services/accounts/throttle.py), and an
+    unknown e-mail costs the same hash work as a known one.
     """
     email = normalize_email(email)
-    failures = _recent_failures(email)
-    if len(failures) >= SIGN_IN_LIMIT:
-        retry = failures[-SIGN_IN_LIMIT] + SIGN_IN_WINDOW - utcnow()
-        seconds = max(1, math.ceil(retry.total_seconds()))
-        raise TooManyRequests(
-            "Too many failed sign-ins for this account; try again later.",
-            headers={"Retry-After": str(seconds)},
-        )
+    throttle.reserve_attempt(email, address)
     user = db.session.execute(sa.select(User).where(User.email == email)).scalar()
     stored = user.password_hash if user and user.password_hash else _dummy_hash()
     valid = check_password_hash(stored, password or "")
     if user is None or not user.password_hash or not valid or not user.active:
-        _record_failure(email)
         raise Unauthorized(BAD_CREDENTIALS)
-    with unit_of_work():
-        db.session.execute(sa.delete(SignInFailure).where(SignInFailure.email == email))
+    throttle.release_attempt(email, address)
     return user
 
 

@@ -35,7 +35,9 @@ def login():
     status, headers = 200, {}
     if form.validate_on_submit():
         try:
-            user = users.authenticate(form.email.data, form.password.data)
+            user = users.authenticate(
+                form.email.data, form.password.data, address=request.remote_addr
+            )
         except (Unauthorized, TooManyRequests) as exc:
             form.form_errors.append(exc.message)
             status, headers = exc.status, exc.headers

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import current_app, jsonify, request, url_for
 
 from portal.api import schemas
-from portal.api.base import bp, created, current_actor
+from portal.api.base import bp, created, current_actor, validated_body
 from portal.api.openapi import document
 from portal.api.serializers import module_json
-from portal.http.uploads import json_object, submission_from_request
-from portal.services.errors import DomainError
+from portal.http.uploads import submission_from_request
+from portal.services.errors import DomainError, UnsupportedType
 from portal.services.publishing import releases
 from portal.services.publishing.manifest import manifest_schema
 from portal.services.publishing.submissions import read_submission
@@ -37,7 +37,7 @@ from portal.services.publishing.submissions import read_submission
 )
 def create_module():
     actor = current_actor()
-    release = releases.publish_release(submission_from_request(request), actor=actor)
+    release = releases.publish_release(_submission(), actor=actor)
     return created(module_json(release), url_for("api.get_module", module_id=release.id))
 
 
@@ -59,10 +59,12 @@ def update_module(module_id: int):
     if request.mimetype == "multipart/form-data":
         changes = {k: request.form.get(k) for k in releases.EDITABLE_FIELDS}
         sub = submission_from_request(request)
+    elif request.mimetype == "application/json":
+        fields = validated_body()
+        changes = {k: fields.get(k) for k in releases.EDITABLE_FIELDS}
+        sub = submission_from_request(request, json_body=fields)
     else:
-        body = json_object(request, force=True)  # a deep body is a 422, not a 500
-        changes = {k: body.get(k) for k in releases.EDITABLE_FIELDS}
-        sub = submission_from_request(request, json_body=body)
+        raise UnsupportedType("Send multipart/form-data or application/json.")
     release = releases.update_release(module_id, changes, sub, actor=actor)
     return jsonify(module_json(release))
 
@@ -92,7 +94,7 @@ def delete_module(module_id: int):
 def validate_manifest():
     current_actor()
     try:
-        checked = read_submission(submission_from_request(request))
+        checked = read_submission(_submission())
     except DomainError as exc:
         if exc.status != 422:
             raise
@@ -100,6 +102,12 @@ def validate_manifest():
             {"valid": False, "errors": exc.errors or [{"pointer": "", "message": exc.message}]}
         )
     return jsonify({"valid": True, "errors": [], "manifest": checked.manifest})
+
+
+def _submission():
+    """The upload as a Submission: a JSON body as `@document` validated it, else the form."""
+    json_body = validated_body() if request.mimetype == "application/json" else None
+    return submission_from_request(request, json_body=json_body)
 
 
 @bp.get("/schemas/manifest.json")

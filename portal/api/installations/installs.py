@@ -5,38 +5,16 @@ from __future__ import annotations
 from flask import jsonify, request, url_for
 
 from portal.api import schemas
-from portal.api.base import bp, created, current_actor, json_body
+from portal.api.base import bp, created, current_actor, validated_body
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import installation_json, page_json, plan_json
-from portal.services.errors import ValidationFailed
 from portal.services.installations import installs
 from portal.services.installations.installs import InstallRequest
 from portal.services.paging import parse_paging
 
-_FIELD_TYPES = {
-    "module_id": (int,),
-    "module": (str,),
-    "version": (str,),
-    "config": (dict,),
-    "endpoint_url": (str,),
-    "install_dependencies": (bool,),
-    "company": (str,),
-    "dependency_configs": (dict,),
-}
 
-
-def install_request(body: dict) -> InstallRequest:
-    """The install body of api.md. Raises ValidationFailed naming each mistyped field."""
-    errors = []
-    for key, types in _FIELD_TYPES.items():
-        value = body.get(key)
-        wrong_bool = key == "module_id" and isinstance(value, bool)
-        if value is not None and (not isinstance(value, types) or wrong_bool):
-            kind = {int: "an integer", str: "text", dict: "an object", bool: "true or false"}
-            errors.append({"pointer": f"/{key}", "message": f"must be {kind[types[0]]}"})
-    if errors:
-        raise ValidationFailed("The request is invalid.", errors=errors)
-    fields = {k: body[k] for k in _FIELD_TYPES if body.get(k) is not None}
+def install_request(fields: dict) -> InstallRequest:
+    """The install body of api.md, already valid against schemas.INSTALL_REQUEST."""
     return InstallRequest(**fields)
 
 
@@ -54,7 +32,7 @@ def install_request(body: dict) -> InstallRequest:
 )
 def plan():
     actor = current_actor()
-    _company, result = installs.plan_installation(install_request(json_body()), actor=actor)
+    _company, result = installs.plan_installation(install_request(validated_body()), actor=actor)
     return jsonify(plan_json(result))
 
 
@@ -75,7 +53,7 @@ def plan():
 )
 def install():
     actor = current_actor()
-    inst, deps = installs.install_module(install_request(json_body()), actor=actor)
+    inst, deps = installs.install_module(install_request(validated_body()), actor=actor)
     body = installation_json(inst)
     body["installed_dependencies"] = [installation_json(d) for d in deps]
     return created(body, url_for("api.get_installation", installation_id=inst.id))

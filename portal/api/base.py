@@ -9,9 +9,21 @@ from jsonschema import Draft202012Validator
 from portal.lib.json_errors import describe_errors, unique_errors
 from portal.models import User
 from portal.services.accounts import users
-from portal.services.errors import Unauthorized, ValidationFailed
+from portal.services.errors import NotFound, Unauthorized, ValidationFailed
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Ids are the database's 32-bit integers; the URL's int converter takes any size.
+MAX_ID = 2**31 - 1
+
+
+@bp.url_value_preprocessor
+def _ids_in_range(endpoint, values) -> None:
+    """An id past the column's range names no row: a 404 like any absent id (the database
+    refuses to compare it, which would otherwise be a 422 "cannot be stored")."""
+    for name, value in (values or {}).items():
+        if name.endswith("_id") and isinstance(value, int) and value > MAX_ID:
+            raise NotFound("No such resource.")
 
 
 def current_actor() -> User:

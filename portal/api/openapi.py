@@ -61,7 +61,7 @@ def document(
     auth: bool = True,
     request: dict | None = None,
     body_optional: bool = False,
-    responses: dict[int, dict | str],
+    responses: dict[int, dict | str | None],
     parameters: list[dict] | None = None,
 ):
     """Attach an API view's OpenAPI metadata; put it directly under the `@bp.get(...)` lines.
@@ -70,7 +70,9 @@ def document(
     Schema (an `application/json` body), to a string (a description only; 4xx and 5xx get
     the Problem schema as `application/problem+json`), or to a full OpenAPI response object
     (a dict with a `content` or `headers` key, for downloads and `Location` headers).
-    With `auth` (the default) the operation needs the bearer token and documents a 401.
+    With `auth` (the default) the operation needs the bearer token and documents a 401; with
+    a `request` body it documents 400 and 413 (and 422 for JSON) unless the view says more
+    (or `None`: a default the view never answers).
     A JSON request schema is enforced (see the module docstring); with `body_optional` an
     empty body stands for `{}`.
     """
@@ -312,8 +314,20 @@ def _operation(meta: dict, path_parameters: list[dict], operation_id: str) -> di
     responses = dict(meta["responses"])
     if meta["auth"]:
         responses.setdefault(401, "No bearer token, or a bad or expired one.")
+    if any(p["in"] == "query" for p in parameters):
+        responses.setdefault(400, "A NUL character in the query string.")
+    if meta["request"]:
+        # What the shared body handling answers, whatever the view adds (parse_body).
+        responses.setdefault(400, "The body is not JSON, or not a JSON object.")
+        responses.setdefault(413, "The body is larger than the server accepts.")
+        if "application/json" in meta["request"]:
+            responses.setdefault(
+                422, "The body does not match its schema: every error, each with a JSON Pointer."
+            )
     operation["responses"] = {
-        str(status): _response(status, value) for status, value in sorted(responses.items())
+        str(status): _response(status, value)
+        for status, value in sorted(responses.items())
+        if value is not None  # a default the view never answers
     }
     operation["security"] = [{"bearer": []}] if meta["auth"] else []
     return operation

@@ -48,10 +48,13 @@ def create_module():
     request=schemas.MODULE_UPDATE,
     responses={
         200: schemas.MODULE,
+        400: "Unreadable body or YAML (with line and column).",
         403: "Not the publisher's developer nor an admin.",
         404: "Absent, or not visible to the caller.",
         409: "A manifest change on an approved release.",
-        422: "Invalid changes or manifest.",
+        413: "The package or manifest is too large.",
+        415: "Not multipart or JSON, or the package is not a zip or tar.gz.",
+        422: "Invalid changes or manifest (pointers into the body or the manifest).",
     },
 )
 def update_module(module_id: int):
@@ -85,10 +88,14 @@ def delete_module(module_id: int):
     summary="Validate a manifest and/or package; nothing is stored",
     tags=["Modules"],
     request=schemas.MODULE_UPLOAD,
+    description="Mistakes in the manifest, the package or the body itself are reported in "
+    "a 200 answer (`valid: false`, with pointers), never as a 422.",
     responses={
         200: schemas.VALIDATION_RESULT,
+        400: "Unreadable body or YAML (with line and column).",
         413: "Too large.",
         415: "Not a zip or tar.gz, or not multipart/JSON.",
+        422: None,
     },
 )
 def validate_manifest():
@@ -115,7 +122,12 @@ def _submission():
     summary="The manifest's JSON Schema, for editors",
     tags=["Modules"],
     auth=False,
-    responses={200: {"type": "object"}},
+    responses={
+        200: {
+            "description": "A JSON Schema (draft 2020-12).",
+            "content": {"application/schema+json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 def manifest_json_schema():
     resp = jsonify(manifest_schema())

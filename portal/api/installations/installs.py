@@ -25,7 +25,8 @@ def install_request(fields: dict) -> InstallRequest:
     request={"application/json": schemas.INSTALL_REQUEST},
     responses={
         200: schemas.PLAN,
-        404: "The module is not visible or not installable.",
+        403: "Not a company admin or platform admin.",
+        404: "The module or company is not visible.",
         409: "Installed already.",
         422: "No plan exists (the conflict explained), or an invalid request.",
     },
@@ -71,7 +72,12 @@ def install():
         query_parameter("health", "unknown, healthy, degraded or unhealthy."),
         *PAGING_PARAMETERS,
     ],
-    responses={200: page_of(schemas.INSTALLATION), 422: "A bad filter or paging value."},
+    responses={
+        200: page_of(schemas.INSTALLATION),
+        403: "Not a company admin or platform admin.",
+        404: "No such company (platform admins' `company` filter).",
+        422: "A bad filter or paging value.",
+    },
 )
 def list_installations():
     actor = current_actor()

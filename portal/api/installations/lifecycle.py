@@ -46,7 +46,7 @@ IF_MATCH = {
     responses={
         200: schemas.INSTALLATION,
         404: _NOT_FOUND,
-        409: "Based on a stale revision, or a dependent would break.",
+        409: "Based on a stale revision, a dependent would break, or uninstalled.",
         413: "The configuration is too large.",
         422: "Invalid configuration, version or endpoint.",
     },
@@ -66,7 +66,11 @@ def update_installation(installation_id: int):
     summary="Uninstall (refused while dependents exist, unless cascade=true)",
     tags=["Installations"],
     parameters=[{"name": "cascade", "in": "query", "schema": {"type": "boolean"}}],
-    responses={204: "Uninstalled.", 404: _NOT_FOUND, 409: "Dependents exist (listed)."},
+    responses={
+        204: "Uninstalled.",
+        404: _NOT_FOUND,
+        409: "Dependents exist (listed), or uninstalled already.",
+    },
 )
 def uninstall(installation_id: int):
     cascade = request.args.get("cascade", "").lower() in ("1", "true", "yes")
@@ -108,8 +112,8 @@ def revisions(installation_id: int):
     responses={
         200: schemas.INSTALLATION,
         404: _NOT_FOUND,
-        409: "Based on a stale revision, a dependent would break, or the installation "
-        "changed meanwhile.",
+        409: "Based on a stale revision, a dependent would break, uninstalled, or the "
+        "installation changed meanwhile.",
         422: "No such revision, its configuration no longer validates, or an invalid "
         "expected revision.",
     },
@@ -181,8 +185,8 @@ def runtime_config(installation_id: int):
     responses={
         204: "Recorded.",
         403: "Platform admins.",
-        404: _NOT_FOUND,
-        422: "Unknown status.",
+        404: _NOT_FOUND + " Or uninstalled.",
+        422: "Unknown status, or an unknown field.",
     },
 )
 def heartbeat(installation_id: int):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify
 
 from portal.api.base import bp, validated_body
-from portal.api.openapi import document
+from portal.api.openapi import UNAVAILABLE, document
 from portal.api.schemas import AUTH_TOKEN_REQUEST, AUTH_TOKEN_RESPONSE
 from portal.services.accounts import users
 
@@ -25,6 +25,7 @@ from portal.services.accounts import users
         401: "Bad credentials.",
         422: "Email or password missing or not text, or an unknown field.",
         429: "Too many failed sign-ins for this email; see `Retry-After`.",
+        503: UNAVAILABLE,
     },
 )
 def issue_token():

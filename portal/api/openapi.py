@@ -139,6 +139,10 @@ PROBLEM = component(
 )
 
 
+UNAVAILABLE = "The database or Redis cannot be reached right now; see `Retry-After`."
+RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
+
+
 def query_parameter(
     name: str, description: str, schema: dict | None = None, *, required: bool = False
 ) -> dict:
@@ -314,6 +318,8 @@ def _operation(meta: dict, path_parameters: list[dict], operation_id: str) -> di
     responses = dict(meta["responses"])
     if meta["auth"]:
         responses.setdefault(401, "No bearer token, or a bad or expired one.")
+        # Reading the token's user needs the database (web/errors.py: outages are 503s).
+        responses.setdefault(503, UNAVAILABLE)
     if any(p["in"] == "query" for p in parameters):
         responses.setdefault(400, "A NUL character in the query string.")
     if meta["request"]:
@@ -344,6 +350,8 @@ def _response(status: int, value: dict | str) -> dict:
     error = status >= 400
     if isinstance(value, str):
         response = {"description": value}
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": RETRY_AFTER}
         if error:
             response["content"] = {PROBLEM_JSON: {"schema": PROBLEM}}
         return response

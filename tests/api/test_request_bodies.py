@@ -215,5 +215,7 @@ def test_every_published_request_schema_refuses_unknown_keys(app):
             if "$ref" in schema:
                 schema = components[schema["$ref"].rsplit("/", 1)[1]]
             assert schema.get("additionalProperties") is False, (method, path)
-            for status in ("400", "413", "422"):
+            # validate-manifest reports body mistakes in its 200 (valid: false).
+            needed = ("400", "413") if path.endswith("validate-manifest") else ("400", "413", "422")
+            for status in needed:
                 assert status in operation["responses"], (method, path, status)

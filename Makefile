@@ -44,7 +44,7 @@ test: lint
 
 # The schemathesis fuzz of the OpenAPI document, per role (tests/contract), on PostgreSQL
 # and Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set. FUZZ_EXAMPLES examples per
-# operation, mode and role (default 8: about three minutes on one core).
+# operation, mode and role (default 20: about 3,100 requests, 2-3 minutes on one core).
 fuzz: install
 	$(BIN)/pytest -p no:cacheprovider -m fuzz -s tests/contract
 

@@ -11,11 +11,12 @@ Every view under /api/ carries its contract next to its code:
     )
     def list_(): ...
 
-`request={"application/json": SCHEMA}` is executable as well as documented: the body is
-validated against SCHEMA before the view runs (unknown keys refused when the schema says
-`additionalProperties: false`, every error at once as JSON Pointers, 422) when the view
-reads it with `portal.api.base.validated_body()`. An operation that also takes multipart
-validates only JSON bodies; the multipart path streams as before.
+`request={"application/json": SCHEMA}` is executable as well as documented: the view reads
+its body with `portal.api.base.validated_body()`, which checks it against SCHEMA (unknown
+keys refused, as every request schema says `additionalProperties: false`; every error at
+once as JSON Pointers; 422). The view calls it after checking the token, so a bad body
+without one stays a 401. An operation that also takes multipart validates JSON bodies
+only; the multipart path streams as before.
 
 Schemas are plain JSON Schema dicts (portal/api/schemas.py); a schema made with
 `component(name, ...)` is written once under `components.schemas` and referenced by `$ref`.

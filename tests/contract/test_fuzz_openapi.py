@@ -7,7 +7,7 @@ platform admin. Every answer must be a documented status, with a documented cont
 and a body that conforms to the documented schema, and never a 5xx.
 
 Path ids are drawn half the time from rows that exist, so the fuzz reaches past the 404.
-Bounded: FUZZ_EXAMPLES examples per operation, mode and role (default 8). `make fuzz` runs
+Bounded: FUZZ_EXAMPLES examples per operation, mode and role (default 20). `make fuzz` runs
 it on PostgreSQL; the default `make test` leaves it out (`-m "not fuzz"`).
 """
 
@@ -36,7 +36,7 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 
 pytestmark = pytest.mark.fuzz
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "8"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "20"))
 CHECKS = [
     not_a_server_error,
     status_code_conformance,

@@ -5,7 +5,7 @@ BIN = $(VENV)/bin
 FLASK = $(BIN)/flask --app wsgi
 PORT ?= 8005
 
-.PHONY: run test install lint format migrate seed bench clean drill
+.PHONY: run test fuzz install lint format migrate seed bench clean drill
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,13 @@ format: install
 	$(BIN)/ruff check --fix .
 
 test: lint
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not fuzz"
+
+# The schemathesis fuzz of the OpenAPI document, per role (tests/contract), on PostgreSQL
+# and Redis when TEST_DATABASE_URL / TEST_REDIS_URL are set. FUZZ_EXAMPLES examples per
+# operation, mode and role (default 20: about 3,100 requests, 2-3 minutes on one core).
+fuzz: install
+	$(BIN)/pytest -p no:cacheprovider -m fuzz -s tests/contract
 
 # Fault drills (a PostgreSQL cluster of their own, gunicorn, faults mid-load): minutes, so
 # not part of `make test`; CI runs them after it.

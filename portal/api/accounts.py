@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import jsonify, request
 
-from portal.api.base import bp, json_body
-from portal.api.openapi import document
+from portal.api.base import bp, validated_body
+from portal.api.openapi import UNAVAILABLE, document
 from portal.api.schemas import AUTH_TOKEN_REQUEST, AUTH_TOKEN_RESPONSE
 from portal.services.accounts import users
-from portal.services.errors import ValidationFailed
 
 
 @bp.post("/auth/token")
@@ -24,18 +23,14 @@ from portal.services.errors import ValidationFailed
         200: AUTH_TOKEN_RESPONSE,
         400: "The body is not a JSON object.",
         401: "Bad credentials.",
-        422: "Email or password missing.",
+        422: "Email or password missing or not text, or an unknown field.",
         429: "Too many failed sign-ins for this email; see `Retry-After`.",
+        503: UNAVAILABLE,
     },
 )
 def issue_token():
-    body = json_body()
-    errors = [
-        {"pointer": f"/{key}", "message": "is required"}
-        for key in ("email", "password")
-        if not isinstance(body.get(key), str) or not body[key]
-    ]
-    if errors:
-        raise ValidationFailed("Email and password are required.", errors=errors)
-    user = users.authenticate(body["email"], body["password"], address=request.remote_addr)
+    credentials = validated_body()
+    user = users.authenticate(
+        credentials["email"], credentials["password"], address=request.remote_addr
+    )
     return jsonify(users.issue_jwt(user))

@@ -11,6 +11,13 @@ Every view under /api/ carries its contract next to its code:
     )
     def list_(): ...
 
+`request={"application/json": SCHEMA}` is executable as well as documented: the view reads
+its body with `portal.api.base.validated_body()`, which checks it against SCHEMA (unknown
+keys refused, as every request schema says `additionalProperties: false`; every error at
+once as JSON Pointers; 422). The view calls it after checking the token, so a bad body
+without one stays a 401. An operation that also takes multipart validates JSON bodies
+only; the multipart path streams as before.
+
 Schemas are plain JSON Schema dicts (portal/api/schemas.py); a schema made with
 `component(name, ...)` is written once under `components.schemas` and referenced by `$ref`.
 A route without `@document` still appears, marked `x-undocumented`, and the tests fail on it.
@@ -18,12 +25,15 @@ A route without `@document` still appears, marked `x-undocumented`, and the test
 
 from __future__ import annotations
 
+import functools
 import re
 from http import HTTPStatus
 
-from flask import Flask
+from flask import Flask, g
+from flask import request as current_request
 
 import portal
+from portal.api.base import body_validator
 from portal.services.paging import MAX_PAGE
 
 SKIPPED_METHODS = {"HEAD", "OPTIONS"}
@@ -51,7 +61,8 @@ def document(
     tags: list[str],
     auth: bool = True,
     request: dict | None = None,
-    responses: dict[int, dict | str],
+    body_optional: bool = False,
+    responses: dict[int, dict | str | None],
     parameters: list[dict] | None = None,
 ):
     """Attach an API view's OpenAPI metadata; put it directly under the `@bp.get(...)` lines.
@@ -60,7 +71,11 @@ def document(
     Schema (an `application/json` body), to a string (a description only; 4xx and 5xx get
     the Problem schema as `application/problem+json`), or to a full OpenAPI response object
     (a dict with a `content` or `headers` key, for downloads and `Location` headers).
-    With `auth` (the default) the operation needs the bearer token and documents a 401.
+    With `auth` (the default) the operation needs the bearer token and documents a 401; with
+    a `request` body it documents 400 and 413 (and 422 for JSON) unless the view says more
+    (or `None`: a default the view never answers).
+    A JSON request schema is enforced (see the module docstring); with `body_optional` an
+    empty body stands for `{}`.
     """
     meta = {
         "summary": summary,
@@ -68,13 +83,30 @@ def document(
         "tags": list(tags),
         "auth": auth,
         "request": request,
+        "body_optional": body_optional,
         "responses": dict(responses),
         "parameters": list(parameters or []),
     }
+    json_schema = (request or {}).get("application/json")
+    validator = body_validator(json_schema) if json_schema is not None else None
+    json_only = set(request or {}) == {"application/json"}
 
     def decorate(view):
-        view._openapi = meta
-        return view
+        if validator is None:
+            view._openapi = meta
+            return view
+
+        @functools.wraps(view)
+        def validated(*args, **kwargs):
+            # The body is read when the view asks (validated_body()), after it has checked who
+            # asks: a bad body without a token stays a 401. A JSON-only operation reads any
+            # body as JSON, as it always did; one that also takes multipart reads JSON only.
+            if json_only or current_request.mimetype == "application/json":
+                g.api_body_rules = (validator, body_optional)
+            return view(*args, **kwargs)
+
+        validated._openapi = meta
+        return validated
 
     return decorate
 
@@ -106,6 +138,10 @@ PROBLEM = component(
         },
     },
 )
+
+
+UNAVAILABLE = "The database or Redis cannot be reached right now; see `Retry-After`."
+RETRY_AFTER = {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}
 
 
 def query_parameter(
@@ -277,14 +313,28 @@ def _operation(meta: dict, path_parameters: list[dict], operation_id: str) -> di
         operation["parameters"] = parameters
     if meta["request"]:
         operation["requestBody"] = {
-            "required": True,
+            "required": not meta["body_optional"],
             "content": {ctype: {"schema": schema} for ctype, schema in meta["request"].items()},
         }
     responses = dict(meta["responses"])
     if meta["auth"]:
         responses.setdefault(401, "No bearer token, or a bad or expired one.")
+        # Reading the token's user needs the database (web/errors.py: outages are 503s).
+        responses.setdefault(503, UNAVAILABLE)
+    if any(p["in"] == "query" for p in parameters):
+        responses.setdefault(400, "A NUL character in the query string.")
+    if meta["request"]:
+        # What the shared body handling answers, whatever the view adds (parse_body).
+        responses.setdefault(400, "The body is not JSON, or not a JSON object.")
+        responses.setdefault(413, "The body is larger than the server accepts.")
+        if "application/json" in meta["request"]:
+            responses.setdefault(
+                422, "The body does not match its schema: every error, each with a JSON Pointer."
+            )
     operation["responses"] = {
-        str(status): _response(status, value) for status, value in sorted(responses.items())
+        str(status): _response(status, value)
+        for status, value in sorted(responses.items())
+        if value is not None  # a default the view never answers
     }
     operation["security"] = [{"bearer": []}] if meta["auth"] else []
     return operation
@@ -301,6 +351,8 @@ def _response(status: int, value: dict | str) -> dict:
     error = status >= 400
     if isinstance(value, str):
         response = {"description": value}
+        if status in (429, 503):
+            response["headers"] = {"Retry-After": RETRY_AFTER}
         if error:
             response["content"] = {PROBLEM_JSON: {"schema": PROBLEM}}
         return response

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import current_app, jsonify, request, url_for
 
 from portal.api import schemas
-from portal.api.base import bp, created, current_actor
+from portal.api.base import bp, created, current_actor, validated_body
 from portal.api.openapi import document
 from portal.api.serializers import module_json
-from portal.http.uploads import json_object, submission_from_request
-from portal.services.errors import DomainError
+from portal.http.uploads import submission_from_request
+from portal.services.errors import DomainError, UnsupportedType
 from portal.services.publishing import releases
 from portal.services.publishing.manifest import manifest_schema
 from portal.services.publishing.submissions import read_submission
@@ -37,7 +37,7 @@ from portal.services.publishing.submissions import read_submission
 )
 def create_module():
     actor = current_actor()
-    release = releases.publish_release(submission_from_request(request), actor=actor)
+    release = releases.publish_release(_submission(), actor=actor)
     return created(module_json(release), url_for("api.get_module", module_id=release.id))
 
 
@@ -48,10 +48,13 @@ def create_module():
     request=schemas.MODULE_UPDATE,
     responses={
         200: schemas.MODULE,
+        400: "Unreadable body or YAML (with line and column).",
         403: "Not the publisher's developer nor an admin.",
         404: "Absent, or not visible to the caller.",
         409: "A manifest change on an approved release.",
-        422: "Invalid changes or manifest.",
+        413: "The package or manifest is too large.",
+        415: "Not multipart or JSON, or the package is not a zip or tar.gz.",
+        422: "Invalid changes or manifest (pointers into the body or the manifest).",
     },
 )
 def update_module(module_id: int):
@@ -59,10 +62,12 @@ def update_module(module_id: int):
     if request.mimetype == "multipart/form-data":
         changes = {k: request.form.get(k) for k in releases.EDITABLE_FIELDS}
         sub = submission_from_request(request)
+    elif request.mimetype == "application/json":
+        fields = validated_body()
+        changes = {k: fields.get(k) for k in releases.EDITABLE_FIELDS}
+        sub = submission_from_request(request, json_body=fields)
     else:
-        body = json_object(request, force=True)  # a deep body is a 422, not a 500
-        changes = {k: body.get(k) for k in releases.EDITABLE_FIELDS}
-        sub = submission_from_request(request, json_body=body)
+        raise UnsupportedType("Send multipart/form-data or application/json.")
     release = releases.update_release(module_id, changes, sub, actor=actor)
     return jsonify(module_json(release))
 
@@ -83,16 +88,20 @@ def delete_module(module_id: int):
     summary="Validate a manifest and/or package; nothing is stored",
     tags=["Modules"],
     request=schemas.MODULE_UPLOAD,
+    description="Mistakes in the manifest, the package or the body itself are reported in "
+    "a 200 answer (`valid: false`, with pointers), never as a 422.",
     responses={
         200: schemas.VALIDATION_RESULT,
+        400: "Unreadable body or YAML (with line and column).",
         413: "Too large.",
         415: "Not a zip or tar.gz, or not multipart/JSON.",
+        422: None,
     },
 )
 def validate_manifest():
     current_actor()
     try:
-        checked = read_submission(submission_from_request(request))
+        checked = read_submission(_submission())
     except DomainError as exc:
         if exc.status != 422:
             raise
@@ -102,12 +111,23 @@ def validate_manifest():
     return jsonify({"valid": True, "errors": [], "manifest": checked.manifest})
 
 
+def _submission():
+    """The upload as a Submission: a JSON body as `@document` validated it, else the form."""
+    json_body = validated_body() if request.mimetype == "application/json" else None
+    return submission_from_request(request, json_body=json_body)
+
+
 @bp.get("/schemas/manifest.json")
 @document(
     summary="The manifest's JSON Schema, for editors",
     tags=["Modules"],
     auth=False,
-    responses={200: {"type": "object"}},
+    responses={
+        200: {
+            "description": "A JSON Schema (draft 2020-12).",
+            "content": {"application/schema+json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 def manifest_json_schema():
     resp = jsonify(manifest_schema())

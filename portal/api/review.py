@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from flask import jsonify, request
+from flask import jsonify
 
 from portal.api import schemas
-from portal.api.base import bp, current_actor
+from portal.api.base import bp, current_actor, validated_body
 from portal.api.openapi import document
 from portal.api.serializers import module_json
-from portal.http.uploads import json_object
-from portal.services.errors import ValidationFailed
 from portal.services.review import decisions
 
 
@@ -28,12 +26,7 @@ from portal.services.review import decisions
 )
 def change_status(module_id: int):
     actor = current_actor()
-    body = json_object(request, force=True)  # a deep body is a 422, not a 500
-    status, reason = body.get("status"), body.get("reason")
-    if not isinstance(status, str) or (reason is not None and not isinstance(reason, str)):
-        raise ValidationFailed(
-            "Send a status (and a reason as text).",
-            errors=[{"pointer": "/status", "message": "approved, rejected or deprecated"}],
-        )
+    change = validated_body()
+    status, reason = change["status"], change.get("reason")
     release = decisions.change_status(module_id, status, reason, actor=actor)
     return jsonify(module_json(release))

@@ -2,6 +2,9 @@
 
 The same constants feed `@document` (and so the OpenAPI document); a schema made with
 `component(...)` is written once under components.schemas. Keep them in api.md's order.
+Request schemas are also what runs: `@document(request=...)` validates each JSON body
+against them, so every request schema closes itself with `additionalProperties: false`
+(an unknown key, such as a misspelt `visibilty`, is a 422, never silently ignored).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ AUTH_TOKEN_REQUEST = component(
             "email": {"type": "string", "minLength": 1, "examples": ["dev@acme.test"]},
             "password": {"type": "string", "minLength": 1, "format": "password"},
         },
+        "additionalProperties": False,
     },
 )
 
@@ -148,10 +152,14 @@ MODULE_UPLOAD = {
         {
             "type": "object",
             "properties": {
-                "manifest": {"type": "object", "description": "The manifest as a JSON object."},
+                "manifest": {
+                    "description": "The manifest as a JSON object (anything else is reported "
+                    "as a manifest error at its root, pointer '')."
+                },
                 "manifest_yaml": {"type": "string", "description": "The manifest as YAML text."},
                 **_SUBMISSION_OPTIONS,
             },
+            "additionalProperties": False,
         },
     ),
 }
@@ -161,16 +169,19 @@ MODULE_UPDATE = {
         "ModuleUpdate",
         {
             "type": "object",
-            "description": "Metadata; for a pending or rejected release also a new manifest.",
+            "description": "Metadata; for a pending or rejected release also a new manifest "
+            "(with `sha256` and `publisher` as for a new release).",
             "properties": {
+                **_SUBMISSION_OPTIONS,
                 "visibility": {"enum": list(Visibility.values())},
                 "description": {"type": "string", "maxLength": 500},
-                "display_name": {"type": "string"},
-                "category": {"type": "string"},
+                "display_name": {"type": ["string", "null"], "description": "null: unchanged."},
+                "category": {"type": ["string", "null"], "description": "null: unchanged."},
                 "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
-                "manifest": {"type": "object"},
+                "manifest": {"description": "As for a new release."},
                 "manifest_yaml": {"type": "string"},
             },
+            "additionalProperties": False,
         },
     ),
     "multipart/form-data": MODULE_UPLOAD["multipart/form-data"],
@@ -204,6 +215,7 @@ STATUS_CHANGE = component(
             "status": {"enum": [status.value for status in DECISIONS]},
             "reason": {"type": "string", "description": "Required to reject."},
         },
+        "additionalProperties": False,
     },
 )
 
@@ -263,6 +275,7 @@ INSTALL_REQUEST = component(
                 "additionalProperties": {"type": "object"},
             },
         },
+        "additionalProperties": False,
     },
 )
 
@@ -310,6 +323,7 @@ INSTALLATION_UPDATE = component(
             "endpoint_url": {"type": ["string", "null"], "format": "uri"},
             "revision": {"type": "integer", "description": "The revision this edit is based on."},
         },
+        "additionalProperties": False,
     },
 )
 
@@ -353,6 +367,33 @@ REVISION = component(
     },
 )
 
+ROLLBACK = {
+    "type": "object",
+    "description": "An empty body restores the previous revision.",
+    "properties": {
+        "revision": {"type": "integer", "description": "The revision to restore."},
+        "expected_revision": {
+            "type": "integer",
+            "description": "The revision this rollback is based on (or If-Match).",
+        },
+    },
+    "additionalProperties": False,
+}
+
+HEALTH_CHECK_RESULT = component(
+    "HealthCheckResult",
+    {
+        "type": "object",
+        "required": ["status", "latency_ms", "checked_at", "message"],
+        "properties": {
+            "status": {"enum": [status.value for status in REPORTED_HEALTH]},
+            "latency_ms": NULLABLE_INT,
+            "checked_at": {"type": "string", "format": "date-time"},
+            "message": {"type": "string"},
+        },
+    },
+)
+
 HEARTBEAT = component(
     "Heartbeat",
     {
@@ -362,5 +403,6 @@ HEARTBEAT = component(
             "status": {"enum": [status.value for status in REPORTED_HEALTH]},
             "message": {"type": "string"},
         },
+        "additionalProperties": False,
     },
 )

@@ -5,40 +5,18 @@ from __future__ import annotations
 from flask import jsonify, request, url_for
 
 from portal.api import schemas
-from portal.api.base import bp, created, current_actor, json_body
+from portal.api.base import bp, created, current_actor, validated_body
 from portal.api.openapi import PAGING_PARAMETERS, document, page_of, query_parameter
 from portal.api.serializers import installation_json, page_json, plan_json
 from portal.models import InstallationStatus
-from portal.services.errors import ValidationFailed
 from portal.services.installations import installs
 from portal.services.installations.installs import InstallRequest
 from portal.services.installations.upgrades import upgrade_available, upgrades_available
 from portal.services.paging import parse_paging
 
-_FIELD_TYPES = {
-    "module_id": (int,),
-    "module": (str,),
-    "version": (str,),
-    "config": (dict,),
-    "endpoint_url": (str,),
-    "install_dependencies": (bool,),
-    "company": (str,),
-    "dependency_configs": (dict,),
-}
 
-
-def install_request(body: dict) -> InstallRequest:
-    """The install body of api.md. Raises ValidationFailed naming each mistyped field."""
-    errors = []
-    for key, types in _FIELD_TYPES.items():
-        value = body.get(key)
-        wrong_bool = key == "module_id" and isinstance(value, bool)
-        if value is not None and (not isinstance(value, types) or wrong_bool):
-            kind = {int: "an integer", str: "text", dict: "an object", bool: "true or false"}
-            errors.append({"pointer": f"/{key}", "message": f"must be {kind[types[0]]}"})
-    if errors:
-        raise ValidationFailed("The request is invalid.", errors=errors)
-    fields = {k: body[k] for k in _FIELD_TYPES if body.get(k) is not None}
+def install_request(fields: dict) -> InstallRequest:
+    """The install body of api.md, already valid against schemas.INSTALL_REQUEST."""
     return InstallRequest(**fields)
 
 
@@ -49,14 +27,15 @@ def install_request(body: dict) -> InstallRequest:
     request={"application/json": schemas.INSTALL_REQUEST},
     responses={
         200: schemas.PLAN,
-        404: "The module is not visible or not installable.",
+        403: "Not a company admin or platform admin.",
+        404: "The module or company is not visible.",
         409: "Installed already.",
         422: "No plan exists (the conflict explained), or an invalid request.",
     },
 )
 def plan():
     actor = current_actor()
-    _company, result = installs.plan_installation(install_request(json_body()), actor=actor)
+    _company, result = installs.plan_installation(install_request(validated_body()), actor=actor)
     return jsonify(plan_json(result))
 
 
@@ -77,7 +56,7 @@ def plan():
 )
 def install():
     actor = current_actor()
-    inst, deps = installs.install_module(install_request(json_body()), actor=actor)
+    inst, deps = installs.install_module(install_request(validated_body()), actor=actor)
     upgrades = upgrades_available([inst, *deps])
     body = installation_json(inst, upgrades.get(inst.id))
     body["installed_dependencies"] = [installation_json(d, upgrades.get(d.id)) for d in deps]
@@ -96,7 +75,12 @@ def install():
         query_parameter("health", "unknown, healthy, degraded or unhealthy."),
         *PAGING_PARAMETERS,
     ],
-    responses={200: page_of(schemas.INSTALLATION), 422: "A bad filter or paging value."},
+    responses={
+        200: page_of(schemas.INSTALLATION),
+        403: "Not a company admin or platform admin.",
+        404: "No such company (platform admins' `company` filter).",
+        422: "A bad filter or paging value.",
+    },
 )
 def list_installations():
     actor = current_actor()

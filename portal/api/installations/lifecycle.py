@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from portal.api import schemas
-from portal.api.base import bp, current_actor, json_body
+from portal.api.base import bp, current_actor, validated_body
 from portal.api.openapi import document
 from portal.api.serializers import installation_json, revision_json, rfc3339
-from portal.models import REPORTED_HEALTH
 from portal.services.errors import ValidationFailed
 from portal.services.health import probes
 from portal.services.installations import lifecycle
@@ -18,11 +17,11 @@ from portal.services.installations.upgrades import upgrade_available
 _NOT_FOUND = "Absent or another company's."
 
 
-def _revision_from(body: dict, field: str = "revision") -> int | None:
+def _revision_from(fields: dict, field: str = "revision") -> int | None:
     """The revision an edit is based on: If-Match header or `field` in the body (a PUT's
     `revision`; a rollback's `expected_revision`, its `revision` being the target)."""
     raw = request.headers.get("If-Match", "").strip().strip('"').removeprefix("W/").strip('"')
-    value = raw or body.get(field)
+    value = raw or fields.get(field)
     if value in (None, ""):
         return None
     if isinstance(value, bool) or not str(value).isdigit():
@@ -49,30 +48,17 @@ IF_MATCH = {
     responses={
         200: schemas.INSTALLATION,
         404: _NOT_FOUND,
-        409: "Based on a stale revision, or a dependent would break.",
+        409: "Based on a stale revision, a dependent would break, or uninstalled.",
         413: "The configuration is too large.",
         422: "Invalid configuration, version or endpoint.",
     },
 )
 def update_installation(installation_id: int):
     actor = current_actor()
-    body = json_body()
-    errors = [
-        {"pointer": f"/{key}", "message": f"must be {kind}"}
-        for key, types, kind in (
-            ("config", (dict,), "an object"),
-            ("version", (str,), "text"),
-            ("endpoint_url", (str, type(None)), "text or null"),
-        )
-        if key in body and not isinstance(body[key], types)
-    ]
-    if "company" in body:
-        errors.append({"pointer": "/company", "message": "an installation cannot move"})
-    if errors:
-        raise ValidationFailed("The request is invalid.", errors=errors)
-    changes = {k: body[k] for k in ("config", "version", "endpoint_url") if k in body}
+    fields = validated_body()
+    changes = {k: fields[k] for k in ("config", "version", "endpoint_url") if k in fields}
     inst = lifecycle.update_installation(
-        installation_id, changes, actor=actor, expected_revision=_revision_from(body)
+        installation_id, changes, actor=actor, expected_revision=_revision_from(fields)
     )
     return jsonify(installation_json(inst, upgrade_available(inst)))
 
@@ -82,7 +68,11 @@ def update_installation(installation_id: int):
     summary="Uninstall (refused while dependents exist, unless cascade=true)",
     tags=["Installations"],
     parameters=[{"name": "cascade", "in": "query", "schema": {"type": "boolean"}}],
-    responses={204: "Uninstalled.", 404: _NOT_FOUND, 409: "Dependents exist (listed)."},
+    responses={
+        204: "Uninstalled.",
+        404: _NOT_FOUND,
+        409: "Dependents exist (listed), or uninstalled already.",
+    },
 )
 def uninstall(installation_id: int):
     cascade = request.args.get("cascade", "").lower() in ("1", "true", "yes")
@@ -106,55 +96,26 @@ def revisions(installation_id: int):
     summary="Restore an earlier revision (default: the previous one)",
     tags=["Installations"],
     parameters=[IF_MATCH],
-    request={
-        "application/json": {
-            "type": "object",
-            "properties": {
-                "revision": {"type": "integer", "description": "The revision to restore."},
-                "expected_revision": {
-                    "type": "integer",
-                    "description": "The revision this rollback is based on (or If-Match).",
-                },
-            },
-        }
-    },
+    request={"application/json": schemas.ROLLBACK},
+    body_optional=True,
     responses={
         200: schemas.INSTALLATION,
         404: _NOT_FOUND,
-        409: "Based on a stale revision, a dependent would break, or the installation "
-        "changed meanwhile.",
+        409: "Based on a stale revision, a dependent would break, uninstalled, or the "
+        "installation changed meanwhile.",
         422: "No such revision, its configuration no longer validates, or an invalid "
         "expected revision.",
     },
 )
 def rollback(installation_id: int):
     actor = current_actor()
-    # An empty body means "the previous revision". Read through json_body like every other
-    # endpoint: request.get_json(silent=True) let a deeply nested body raise RecursionError
-    # (a 500), and answered a non-object with 422 where the rest of the API answers 400.
-    body = json_body() if request.get_data() else {}
-    revision = body.get("revision")
-    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)):
-        raise ValidationFailed(
-            "Invalid revision.", errors=[{"pointer": "/revision", "message": "an integer"}]
-        )
-    expected = _revision_from(body, "expected_revision")
+    fields = validated_body()  # an empty body means "the previous revision"
+    revision = fields.get("revision")
+    expected = _revision_from(fields, "expected_revision")
     inst, _restored = lifecycle.rollback_installation(
         installation_id, revision, actor=actor, expected_revision=expected
     )
     return jsonify(installation_json(inst, upgrade_available(inst)))
-
-
-HEALTH_CHECK_RESULT = {
-    "type": "object",
-    "required": ["status", "latency_ms", "checked_at", "message"],
-    "properties": {
-        "status": {"enum": [status.value for status in REPORTED_HEALTH]},
-        "latency_ms": {"type": ["integer", "null"]},
-        "checked_at": {"type": "string", "format": "date-time"},
-        "message": {"type": "string"},
-    },
-}
 
 
 @bp.post("/installations/<int:installation_id>/health-check")
@@ -168,7 +129,7 @@ HEALTH_CHECK_RESULT = {
     ),
     tags=["Installations"],
     responses={
-        200: HEALTH_CHECK_RESULT,
+        200: schemas.HEALTH_CHECK_RESULT,
         404: _NOT_FOUND,
         409: "The installation has no endpoint_url (or is uninstalled).",
     },
@@ -213,17 +174,14 @@ def runtime_config(installation_id: int):
     responses={
         204: "Recorded.",
         403: "Platform admins.",
-        404: _NOT_FOUND,
-        422: "Unknown status.",
+        404: _NOT_FOUND + " Or uninstalled.",
+        422: "Unknown status, or an unknown field.",
     },
 )
 def heartbeat(installation_id: int):
     actor = current_actor()
-    body = json_body()
-    status = body.get("status")
-    if not isinstance(status, str):
-        raise ValidationFailed(
-            "Send a status.", errors=[{"pointer": "/status", "message": "is required"}]
-        )
-    lifecycle.record_heartbeat(installation_id, status, body.get("message"), actor=actor)
+    report = validated_body()
+    lifecycle.record_heartbeat(
+        installation_id, report["status"], report.get("message"), actor=actor
+    )
     return "", 204

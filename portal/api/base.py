@@ -14,6 +14,23 @@ from portal.services.errors import Unauthorized, ValidationFailed
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
+
+
+def query_flag(name: str) -> bool:
+    """A true/false query parameter (absent: false). Raises ValidationFailed for anything
+    else, so `?cascade=banana` is never read as a quiet "no"."""
+    values = request.args.getlist(name)
+    if not values:
+        return False
+    value = values[0].strip().lower()
+    if len(values) > 1 or value not in _TRUE + _FALSE:
+        raise ValidationFailed(
+            "Invalid query.", errors=[{"pointer": f"/{name}", "message": "must be true or false"}]
+        )
+    return value in _TRUE
+
+
 def current_actor() -> User:
     """The user the bearer token names. Raises Unauthorized."""
     if "api_actor" not in g:

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers import bearer, error_pointers, login, problem_of
+from tests.helpers import (
+    approved_release,
+    bearer,
+    error_pointers,
+    installation_state,
+    login,
+    problem_of,
+)
 
 HUGE = 2**31  # one past the largest id a row can have
 
@@ -44,3 +51,20 @@ def test_an_empty_or_repeated_paging_parameter_is_a_422(app, client, people, que
     for url in ("/api/v1/modules/", "/api/v1/installations/", "/api/v1/events"):
         resp = client.get(f"{url}?{query}", headers=bearer(app, people.admin.email))
         assert error_pointers(problem_of(resp, 422)) == [pointer], url
+
+
+@pytest.mark.parametrize("cascade", ["banana", "2", "truee", "true&cascade=false"])
+def test_a_cascade_that_is_not_true_or_false_is_a_422_and_uninstalls_nothing(
+    app, client, people, cascade
+):
+    with app.app_context():
+        approved_release("inventory")
+    headers = bearer(app, people.acme_admin.email)
+    inst = client.post("/api/v1/installations/", json={"module": "inventory"}, headers=headers)
+    assert inst.status_code == 201, inst.get_data(as_text=True)
+    before = installation_state(app)
+    resp = client.delete(
+        f"/api/v1/installations/{inst.get_json()['id']}?cascade={cascade}", headers=headers
+    )
+    assert error_pointers(problem_of(resp, 422)) == ["/cascade"]
+    assert installation_state(app) == before

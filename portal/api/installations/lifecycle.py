@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import jsonify, request
 
 from portal.api import schemas
-from portal.api.base import bp, current_actor, validated_body
+from portal.api.base import bp, current_actor, query_flag, validated_body
 from portal.api.openapi import document
 from portal.api.serializers import installation_json, revision_json, rfc3339
 from portal.services.errors import ValidationFailed
@@ -72,11 +72,13 @@ def update_installation(installation_id: int):
         204: "Uninstalled.",
         404: _NOT_FOUND,
         409: "Dependents exist (listed), or uninstalled already.",
+        422: "`cascade` is not true or false.",
     },
 )
 def uninstall(installation_id: int):
-    cascade = request.args.get("cascade", "").lower() in ("1", "true", "yes")
-    lifecycle.uninstall_installation(installation_id, actor=current_actor(), cascade=cascade)
+    actor = current_actor()
+    cascade = query_flag("cascade")
+    lifecycle.uninstall_installation(installation_id, actor=actor, cascade=cascade)
     return "", 204
 
 

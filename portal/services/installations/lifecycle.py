@@ -117,7 +117,7 @@ def _apply(
             .execution_options(synchronize_session=False)
         ).rowcount
         if moved != 1:
-            raise Conflict("The installation changed meanwhile; reload and try again.")
+            raise ChangedMeanwhile("The installation changed meanwhile; reload and try again.")
         if moving:
             # The plan was checked against the installations read before this transaction;
             # a dependent installed (or a dependency moved) meanwhile must not be broken.
@@ -194,13 +194,44 @@ def change_errors(installation_id: int, changes: dict, *, actor: User) -> list[d
     return _check_changes(_active(installation_id, actor), changes).errors
 
 
+class ChangedMeanwhile(Conflict):
+    """Another change committed between reading an installation and writing its next
+    revision."""
+
+
+BLIND_EDIT_TRIES = 5
+
+
 def update_installation(
     installation_id: int, changes: dict, *, actor: User, expected_revision: int | None = None
 ) -> Installation:
     """Change configuration, endpoint and/or version as a new revision. Raises NotFound,
-    Conflict (stale revision, a dependent would break), ValidationFailed (every version,
-    configuration and endpoint error at once), TooLarge."""
+    Conflict (stale expected revision, a dependent would break), ValidationFailed (every
+    version, configuration and endpoint error at once), TooLarge.
+
+    Without `expected_revision` the change applies on top of whatever revision is current:
+    one that lost a race with another edit is read and checked again, so N concurrent
+    blind edits make N revisions (api.md documents 409 only for a stale If-Match)."""
+    if expected_revision is not None:
+        return _update_once(installation_id, changes, actor, expected_revision)
+    company_id = _active(installation_id, actor).company_id
+    for attempt in range(BLIND_EDIT_TRIES):
+        try:
+            # Read, check and write under the company's lock, so blind edits queue
+            # rather than race; the retry covers a change made between read and lock.
+            with unit_of_work():
+                lock_company_installations(company_id)
+                return _update_once(installation_id, changes, actor, None)
+        except ChangedMeanwhile:
+            if attempt == BLIND_EDIT_TRIES - 1:
+                raise
+            db.session.rollback()  # read the installation as the winner left it
+    raise AssertionError("unreachable")
+
+
+def _update_once(installation_id, changes, actor, expected_revision) -> Installation:
     inst = _active(installation_id, actor)
+    db.session.refresh(inst)
     base = inst.revision
     _check_expected_revision(inst, expected_revision)
     checked = _check_changes(inst, changes)

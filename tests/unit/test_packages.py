@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import stat
 import tarfile
 import warnings
@@ -583,3 +584,20 @@ def test_path_for_accepts_only_a_sha256_hex_digest(tmp_path):
     assert store.path_for("AB" * 32).name == "ab" * 32
     with pytest.raises(ValueError):
         store.path_for("../../etc/passwd")
+
+
+@pytest.mark.parametrize("kept", [300, 2000, 6000, 10500, 10636])
+def test_a_gzipped_tar_cut_short_is_not_readable_whole_never_a_foreign_type(tmp_path, kept):
+    """Reliability review D12: a tar cut short and gzipped whole is a 422 (not readable
+    whole) wherever the cut falls: in a header (300: the whole gzip stream is shorter than
+    one tar block, which used to be called a foreign type, 415), in a member's data, or in
+    the padding after it."""
+    raw = tar_bytes([member("module.yaml", MANIFEST), member("src/data.bin", os.urandom(9000))])
+    path = tmp_path / "cut.tar.gz"
+    path.write_bytes(gzip.compress(raw[:kept]))  # data.bin's bytes run from 1536 to 10536
+    assert "not readable whole" in refused(path).message
+
+
+def test_a_short_gzip_of_something_else_is_still_a_foreign_type():
+    assert detect_kind(gzip.compress(b"hello\nworld\n")) is None
+    assert detect_kind(gzip.compress(b"%PDF-1.7 tiny")) is None

@@ -105,8 +105,9 @@ def detect_kind(head: bytes) -> str | None:
     except zlib.error:
         return "tar.gz"  # gzip by its magic but damaged: reported as unreadable, not as foreign
     if len(block) < tarfile.BLOCKSIZE:
-        # A whole gzip stream this short cannot be a tar; a cut-off head proves nothing yet.
-        return None if decompressor.eof else "tar.gz"
+        # A cut-off head proves nothing yet; a whole gzip stream this short is a tar cut
+        # short (unreadable, 422) when it starts like a tar header, else something foreign.
+        return "tar.gz" if not decompressor.eof or _starts_like_a_tar(block) else None
     try:
         tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
     except tarfile.EOFHeaderError:
@@ -114,6 +115,18 @@ def detect_kind(head: bytes) -> str | None:
     except tarfile.HeaderError:
         return None  # gzip, but of something else
     return "tar.gz"
+
+
+def _starts_like_a_tar(head: bytes) -> bool:
+    """Whether bytes shorter than one block begin as a tar header would: a printable name
+    ended by NUL, then (if present) an octal mode field."""
+    name, nul, _rest = head[:100].partition(b"\0")
+    if not name or not nul or not name.isascii():
+        return False
+    if not all(32 <= byte < 127 for byte in name):
+        return False
+    mode = head[100:108]
+    return all(byte in b"01234567 \0" for byte in mode)
 
 
 def _normalize(name: str) -> str:

@@ -31,7 +31,7 @@ def _children(port: int, workers: int, threads: int) -> list[list[str]]:
         "--threads",
         str(threads),
         "--graceful-timeout",
-        "3",
+        "2",
         "--access-logfile",
         "-",
         "wsgi:app",
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8005")))
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=4)
-    parser.add_argument("--grace", type=float, default=4.0, help="seconds before a kill")
+    parser.add_argument("--grace", type=float, default=3.0, help="seconds before a kill")
     args = parser.parse_args(argv)
 
     stopping = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from flask import current_app
 
@@ -61,11 +62,17 @@ def run_worker(*, once: bool = False) -> None:
     if relay is None:
         log.info("REDIS_URL is not set: events stay in the database")
     else:
-        threads.append(threading.Thread(target=_in_app(app, relay.run, stop), name="relay"))
-    threads.append(threading.Thread(target=scheduler.run, args=(stop,), name="health-scheduler"))
+        threads.append(
+            threading.Thread(target=_in_app(app, relay.run, stop), name="relay", daemon=True)
+        )
+    threads.append(
+        threading.Thread(target=scheduler.run, args=(stop,), name="health-scheduler", daemon=True)
+    )
     sweep_every = app.config["ORPHAN_SWEEP_INTERVAL_SECONDS"]
     threads.append(
-        threading.Thread(target=_in_app(app, run_sweeps, stop, sweep_every), name="orphan-sweep")
+        threading.Thread(
+            target=_in_app(app, run_sweeps, stop, sweep_every), name="orphan-sweep", daemon=True
+        )
     )
     if app.config.get("SERVICE_REGISTRY_URL"):
         from portal.worker.service_registry import RegistryClient, run_registration
@@ -84,8 +91,11 @@ def run_worker(*, once: bool = False) -> None:
     while not stop.is_set():
         _heartbeat(app)
         stop.wait(HEARTBEAT_SECONDS)
+    # Two seconds in all: a job mid-round stops at its next check of `stop`; what it left
+    # undone (an unpublished event, a due probe) is the next worker's, nothing is lost.
+    deadline = time.monotonic() + 2
     for thread in threads:
-        thread.join(timeout=10)
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def _heartbeat(app) -> None:

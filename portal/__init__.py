@@ -13,7 +13,6 @@ __version__ = "0.1.0"
 def create_app(config=None) -> Flask:
     """Build the app; starts no threads and touches no database (CLI and tests rely on it)."""
     from portal.config import Config
-    from portal.http.ids import DatabaseId
     from portal.http.uploads import RegistryRequest
 
     config = config or Config()
@@ -26,7 +25,6 @@ def create_app(config=None) -> Flask:
     )
     app.config.from_object(config)
     app.request_class = RegistryRequest
-    app.url_map.converters["int"] = DatabaseId
     app.json.sort_keys = False  # JSON keeps the order it was built in (a manifest's fields)
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = {
         **_engine_options(app),
@@ -41,6 +39,7 @@ def create_app(config=None) -> Flask:
     register_blueprints(app)
     register_error_handlers(app)
     register_security_headers(app)
+    register_id_bounds(app)
     register_template_helpers(app)
     register_commands(app)
     return app
@@ -125,6 +124,12 @@ def register_error_handlers(app: Flask) -> None:
     from portal.web import errors
 
     errors.register(app)
+
+
+def register_id_bounds(app: Flask) -> None:
+    from portal.http import ids
+
+    ids.register(app)
 
 
 def register_security_headers(app: Flask) -> None:

@@ -1,15 +1,21 @@
-"""Ids in URLs: `<int:...>` matches only what an id column can hold, so an id past 32 bits
-is a 404 like any other absent id, not a database error."""
+"""Ids in URLs: an `<int:...>` value past what an id column can hold names no row, so it is
+a 404 like any other absent id, on pages and in the API alike, never a database error.
+
+Checked after routing rather than by bounding the converter: a converter that refuses a
+value makes Werkzeug look for another rule, and it answered 405 for a path whose other
+methods exist."""
 
 from __future__ import annotations
 
-from werkzeug.routing import IntegerConverter
+from flask import Flask
+from werkzeug.exceptions import NotFound
 
 MAX_ID = 2**31 - 1  # PostgreSQL `integer`, the type of every id column
 
 
-class DatabaseId(IntegerConverter):
-    """Flask's `int` converter bounded to the ids a row can have."""
-
-    def __init__(self, map, fixed_digits=0, min=None, max=None, signed=False):  # noqa: A002
-        super().__init__(map, fixed_digits, min, MAX_ID if max is None else max, signed)
+def register(app: Flask) -> None:
+    @app.url_value_preprocessor
+    def ids_in_range(_endpoint, values) -> None:
+        for value in (values or {}).values():
+            if isinstance(value, int) and not isinstance(value, bool) and value > MAX_ID:
+                raise NotFound("No such resource.")

@@ -123,7 +123,7 @@ def publish_manifest(data: dict, *, actor_email: str, **submission):
     return publish_release(sub, actor=accounts.user_by_email(actor_email))
 
 
-# --- Publishing (issue 3): the store, "nothing left behind", problem+json ------------------
+# --- Publishing: the store, "nothing left behind", problem+json ------------------------------
 
 
 def stored_files(app) -> list[str]:
@@ -178,7 +178,8 @@ def error_pointers(body: dict) -> list[str]:
 
 
 def set_release_status(app, module_id: int, status: str, reason: str | None = None) -> None:
-    """Stand-in for the review flow (a later issue): move a release to `status` directly."""
+    """Move a release to `status` directly, without the review service's rules (a shortcut
+    for tests that need a release in a given state)."""
     from portal.models import ModuleRelease
 
     with app.app_context():
@@ -217,7 +218,7 @@ def approved_release(
     return change_status(release.id, "approved", actor=accounts.user_by_email(admin_email))
 
 
-# --- Installations (issue 5): "nothing half-done" ---------------------------------------------
+# --- Installations: "nothing half-done" -----------------------------------------------------
 
 
 def installation_state(app) -> dict:
@@ -238,7 +239,7 @@ def installation_state(app) -> dict:
     return state
 
 
-# --- Living with installations (issue 6): "nothing half-done" -----------------------------------
+# --- Revisions, rollback, uninstall, heartbeats: "nothing half-done" ---------------------------
 
 
 def lifecycle_state(app) -> dict:

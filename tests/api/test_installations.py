@@ -1,6 +1,7 @@
-"""Installing modules through /api/v1/installations (issue 5): access, configuration checked
-against the module's schema, plans, all-or-nothing installs, list and read shapes, and two
-installs racing for the same module (on the run's backend and on an embedded SQLite app).
+"""Installing modules through /api/v1/installations (install plan, installation): access,
+configuration checked against the module's schema, plans, all-or-nothing installs, list and
+read shapes, and two installs racing for the same module (on the run's backend and on an
+embedded SQLite app).
 
 Every failing request is checked to leave nothing behind: no installation, revision or event
 row is added (tests.helpers.installation_state)."""

@@ -1,6 +1,7 @@
-"""The install service (issue 5) below the API: whole plans in one transaction, events and
-revisions per module, configurations of dependencies, plans that went stale while being
-applied, and the resolver's query count. (Resolution rules themselves: test_resolver.py.)"""
+"""The install service (install plan, installation) below the API: whole plans in one
+transaction, events and revisions per module, configurations of dependencies, plans that
+went stale while being applied, and the resolver's query count. (Resolution rules
+themselves: test_resolver.py.)"""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
-"""The lifecycle service (issue 6) below the API: secrets sent back masked, who depends on
-whom, cascades in reverse dependency order and all-or-nothing, changes that lose a race with
-another request between reading and writing, rollbacks to releases that are gone, and
-heartbeats (one event per change of health, however many runtimes report at once).
+"""The lifecycle service (revisions, uninstall, health) below the API: secrets sent back
+masked, who depends on whom, cascades in reverse dependency order and all-or-nothing,
+changes that lose a race with another request between reading and writing, rollbacks to
+releases that are gone, and heartbeats (one event per change of health, however many
+runtimes report at once).
 
 "Meanwhile" tests run another request, in its own thread, session and transaction, at the
 moment the service is about to write: just before its unit of work takes SQLite's write lock

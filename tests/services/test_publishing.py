@@ -1,6 +1,6 @@
-"""The publishing service called directly (issue 3): the package store and the rows move
-together, refusals carry their pointers, and edits, resubmissions and deletions leave the
-history and events they should."""
+"""The publishing service called directly (a developer publishes a release): the package
+store and the rows move together, refusals carry their pointers, and edits, resubmissions
+and deletions leave the history and events they should."""
 
 from __future__ import annotations
 

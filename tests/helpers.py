@@ -15,6 +15,12 @@ from portal.extensions import db
 from portal.services.accounts import users as accounts
 
 PASSWORD = "correct-horse-battery"
+# The `people` fixture's e-mail addresses (make_people), for tests that sign in by address.
+ADMIN = "admin@example.com"
+ACME_DEV = "dev@acme.test"
+ACME_ADMIN = "admin@acme.test"
+GLOBEX_DEV = "dev@globex.test"
+GLOBEX_ADMIN = "admin@globex.test"
 RUN_SUFFIX = uuid.uuid4().hex[:10]
 
 
@@ -53,13 +59,11 @@ def make_people() -> SimpleNamespace:
     accounts.create_company("acme", "Acme")
     accounts.create_company("globex", "Globex")
     users = {
-        "admin": accounts.create_user("admin@example.com", PASSWORD, "platform_admin"),
-        "developer": accounts.create_user("dev@acme.test", PASSWORD, "developer", "acme"),
-        "acme_admin": accounts.create_user("admin@acme.test", PASSWORD, "company_admin", "acme"),
-        "globex_dev": accounts.create_user("dev@globex.test", PASSWORD, "developer", "globex"),
-        "globex_admin": accounts.create_user(
-            "admin@globex.test", PASSWORD, "company_admin", "globex"
-        ),
+        "admin": accounts.create_user(ADMIN, PASSWORD, "platform_admin"),
+        "developer": accounts.create_user(ACME_DEV, PASSWORD, "developer", "acme"),
+        "acme_admin": accounts.create_user(ACME_ADMIN, PASSWORD, "company_admin", "acme"),
+        "globex_dev": accounts.create_user(GLOBEX_DEV, PASSWORD, "developer", "globex"),
+        "globex_admin": accounts.create_user(GLOBEX_ADMIN, PASSWORD, "company_admin", "globex"),
     }
     return SimpleNamespace(**{k: SimpleNamespace(id=u.id, email=u.email) for k, u in users.items()})
 

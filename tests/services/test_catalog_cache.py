@@ -17,13 +17,17 @@ from portal.services.accounts import users
 from portal.services.catalog.cache import LruCache, catalog_generation
 from portal.services.publishing import releases
 from portal.services.review import decisions
-from tests.helpers import bearer, captured_statements, login, publish_manifest
+from tests.helpers import (
+    ACME_ADMIN,
+    ACME_DEV,
+    ADMIN,
+    GLOBEX_ADMIN,
+    bearer,
+    captured_statements,
+    login,
+    publish_manifest,
+)
 from tests.packaging import manifest
-
-ADMIN = "admin@example.com"
-ACME_DEV = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_ADMIN = "admin@globex.test"
 
 
 @pytest.fixture

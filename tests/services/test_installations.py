@@ -21,10 +21,8 @@ from portal.services.installations.installs import (
 )
 from portal.services.installations.resolver import resolve
 from portal.services.review.decisions import change_status
-from tests.helpers import approved_release, installation_state
+from tests.helpers import ACME_ADMIN, approved_release, installation_state
 from tests.helpers import meanwhile as helpers_meanwhile
-
-ACME_ADMIN = "admin@acme.test"
 
 
 @pytest.fixture

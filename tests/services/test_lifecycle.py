@@ -29,11 +29,8 @@ from portal.services.errors import Conflict, NotFound, PermissionDenied, Validat
 from portal.services.installations import lifecycle
 from portal.services.installations.installs import InstallRequest, install_module
 from portal.services.uow import WRITE_INTENT
-from tests.helpers import approved_release, bearer, lifecycle_state
+from tests.helpers import ACME_ADMIN, ADMIN, approved_release, bearer, lifecycle_state
 from tests.helpers import meanwhile as helpers_meanwhile
-
-ACME_ADMIN = "admin@acme.test"
-ADMIN = "admin@example.com"
 
 
 @pytest.fixture

@@ -15,6 +15,10 @@ from portal.services.accounts import users
 from portal.services.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.services.review import decisions as review
 from tests.helpers import (
+    ACME_ADMIN,
+    ADMIN,
+    GLOBEX_ADMIN,
+    GLOBEX_DEV,
     PASSWORD,
     bearer,
     count,
@@ -23,14 +27,10 @@ from tests.helpers import (
     problem_of,
     publish_manifest,
 )
+from tests.helpers import ACME_DEV as DEVELOPER
 from tests.packaging import manifest
 
-ADMIN = "admin@example.com"
 SECOND_ADMIN = "second-admin@example.com"
-DEVELOPER = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_DEV = "dev@globex.test"
-GLOBEX_ADMIN = "admin@globex.test"
 
 
 def _user(email):

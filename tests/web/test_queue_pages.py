@@ -19,12 +19,17 @@ from portal.services.accounts import users
 from portal.services.review import decisions
 from portal.services.review import report as reports
 from portal.web.review import file_size, time_ago
-from tests.helpers import login, publish_manifest, publish_package, set_release_status
+from tests.helpers import ACME_DEV as DEVELOPER
+from tests.helpers import (
+    ADMIN,
+    GLOBEX_DEV,
+    login,
+    publish_manifest,
+    publish_package,
+    set_release_status,
+)
 from tests.packaging import manifest, manifest_yaml, zip_package
 
-ADMIN = "admin@example.com"
-DEVELOPER = "dev@acme.test"
-GLOBEX_DEV = "dev@globex.test"
 OOB_COUNT = re.compile(r'<span class="count" id="nav-count-queue" hx-swap-oob="true">(\d+)</span>')
 
 

@@ -488,6 +488,7 @@ def assert_racing_edits_one_wins(app, people, inst_id: int, rounds: int = 3) -> 
             db.session.remove()
 
 
+@pytest.mark.truncate
 def test_racing_edits_on_the_runs_backend(app, client, shelf, auth, people):
     inv = _install(client, auth["acme"], module="inventory", version="=1.0.0")
     assert_racing_edits_one_wins(app, people, inv["id"])

@@ -853,6 +853,7 @@ def sqlite_app(tmp_path):
         yield app
 
 
+@pytest.mark.truncate
 @pytest.mark.parametrize("backend", ["main database", "embedded sqlite"])
 def test_two_identical_uploads_at_the_same_moment_give_one_201_and_one_409(
     request, people, backend

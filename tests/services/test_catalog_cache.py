@@ -143,6 +143,7 @@ def test_any_write_to_the_catalog_is_seen_by_the_next_search(app, client, shelf,
     assert search(app, client, "zebra") != []
 
 
+@pytest.mark.truncate
 def test_another_process_sees_a_change_made_elsewhere(app, client, shelf, cached, storage_dir):
     """Two app instances, each with its own cache (as two gunicorn workers): a change
     made through one is seen by the other's next search, not after some time."""

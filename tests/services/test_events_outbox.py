@@ -223,6 +223,7 @@ def test_requests_succeed_while_redis_is_down_and_the_relay_catches_up_in_order(
     assert [d["i"] for d in datas] == [0, 1, 2, 3, 0, 1]
 
 
+@pytest.mark.truncate
 def test_relay_run_loop_retries_with_backoff_and_stops_cleanly(app, redis_url, stream_key):
     with app.app_context():
         _record(3)

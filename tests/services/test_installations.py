@@ -246,6 +246,7 @@ def _install_inventory_elsewhere():
     _install("inventory", actor="admin@example.com", company="acme")
 
 
+@pytest.mark.truncate
 def test_a_dependency_the_plan_keeps_but_another_request_removes_meanwhile_is_409(app, ctx, people):
     """Without a re-check, purchasing would be installed without the inventory it needs."""
     approved_release("inventory", "1.4.0")
@@ -263,6 +264,7 @@ def test_a_dependency_the_plan_keeps_but_another_request_removes_meanwhile_is_40
     }
 
 
+@pytest.mark.truncate
 def test_a_dependency_the_plan_upgrades_but_another_request_removes_meanwhile_is_409(
     app, ctx, people
 ):
@@ -278,6 +280,7 @@ def test_a_dependency_the_plan_upgrades_but_another_request_removes_meanwhile_is
     assert [k[:2] for k in _event_kinds()] == [("installation.created", "inventory")]
 
 
+@pytest.mark.truncate
 def test_a_dependency_installed_by_another_request_meanwhile_is_409_naming_it(app, ctx, people):
     approved_release("inventory", "1.4.0")
     approved_release("purchasing", "1.2.0", deps={"inventory": "^1.0.0"})

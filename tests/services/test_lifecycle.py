@@ -185,6 +185,7 @@ def _uninstall_as_admin(name):
     return action
 
 
+@pytest.mark.truncate
 def test_a_cascade_that_fails_half_way_leaves_everything_as_it_was(app, ctx, people):
     """core ← alpha, core ← beta: the cascade uninstalls alpha, then finds beta uninstalled
     by another request meanwhile. alpha's uninstall and its event are rolled back too."""
@@ -212,6 +213,7 @@ def test_a_cascade_that_fails_half_way_leaves_everything_as_it_was(app, ctx, peo
     assert [i.module_name for i in removed] == ["alpha", "core"]
 
 
+@pytest.mark.truncate
 def test_an_edit_that_loses_a_race_between_reading_and_writing_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     inst = _install("inventory", config={"site": "a"})
@@ -234,6 +236,7 @@ def test_an_edit_that_loses_a_race_between_reading_and_writing_is_409(app, ctx, 
     assert sorted(revisions) == [(1, _user().id), (2, _user(ADMIN).id)]
 
 
+@pytest.mark.truncate
 def test_an_edit_or_rollback_of_a_module_uninstalled_meanwhile_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     inst = _install("inventory", config={"site": "a"})
@@ -279,6 +282,7 @@ def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(app, ct
     assert (rolled.revision, rolled.config) == (5, {"site": "c"})
 
 
+@pytest.mark.truncate
 def test_a_rollback_at_its_expected_revision_that_loses_a_race_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     inst = _install("inventory", config={"site": "a"})
@@ -315,6 +319,7 @@ def _install_purchasing_as_admin():
     _install("purchasing", actor=ADMIN, company="acme")
 
 
+@pytest.mark.truncate
 def test_an_upgrade_that_a_dependent_installed_meanwhile_forbids_is_409(app, ctx, people):
     """The upgrade was checked against the modules installed when it started; purchasing,
     which needs inventory ^1.0.0, is installed by another request before it writes."""
@@ -345,6 +350,7 @@ def test_an_upgrade_that_a_dependent_installed_meanwhile_forbids_is_409(app, ctx
     assert not _events("installation.rolled_back")
 
 
+@pytest.mark.truncate
 def test_an_uninstall_that_a_dependent_installed_meanwhile_needs_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
@@ -446,6 +452,7 @@ def test_heartbeats_are_for_the_owning_companys_tokens_only(ctx, people):
 HEARTBEATS = 6
 
 
+@pytest.mark.truncate
 def test_many_heartbeats_at_once_record_one_change_of_health(app, people):
     """Runtimes (several replicas) report "healthy" at the same moment: the change from
     unknown is one history row and one event, not one per heartbeat."""
@@ -687,6 +694,7 @@ RACES = {
 }
 
 
+@pytest.mark.truncate
 @pytest.mark.postgres
 @pytest.mark.parametrize("race", list(RACES))
 def test_racing_changes_never_leave_a_module_without_its_dependency(

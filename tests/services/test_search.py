@@ -310,6 +310,7 @@ def test_a_page_past_the_last_still_counts_the_matches(app, client, equals):
     assert "25 modules" in html
 
 
+@pytest.mark.truncate
 @pytest.mark.postgres
 def test_searches_read_the_stored_vector_through_its_gin_indexes(app, client, equals, postgres_url):
     """The marketplace (latest=true) reads the latest-only indexes, other searches the full

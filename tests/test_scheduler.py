@@ -1,6 +1,7 @@
-"""The health scheduler of `flask worker` (issue 7, item 3): which installations are due,
-one scheduler at a time under a lease, passive health from heartbeats, many checks at
-once (a sweep with hanging endpoints ends within about twice the timeout)."""
+"""The health scheduler of `flask worker` (health: "a scheduler checks every installation"):
+which installations are due, one scheduler at a time under a lease, passive health from
+heartbeats, many checks at once (a sweep with hanging endpoints ends within about twice the
+timeout)."""
 
 from __future__ import annotations
 
@@ -16,14 +17,6 @@ from portal.models import Company, Event, HealthChange, Installation, Lease, Mod
 from portal.models.base import utcnow
 from portal.worker.health_scheduler import SCHEDULER_LEASE, HealthScheduler
 from tests.helpers import approved_release, bearer
-from tests.services.test_health_checks import RuntimeServer
-
-
-@pytest.fixture
-def runtime():
-    server = RuntimeServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -167,6 +160,7 @@ def test_only_the_lease_holder_sweeps(app, releases, runtime):
     assert health_of(app, inst)[0] == "healthy"
 
 
+@pytest.mark.truncate
 def test_two_schedulers_sweeping_at_once_only_one_acts(app, releases, runtime):
     add_installations(
         app, releases, [{"name": f"m{i}", "endpoint_url": runtime.url} for i in range(5)]
@@ -282,6 +276,7 @@ def test_worker_once_runs_one_sweep(app, releases, runtime):
         db.session.remove()
 
 
+@pytest.mark.truncate
 def test_run_ticks_until_stopped_then_releases_the_lease(app, releases, runtime, monkeypatch):
     monkeypatch.setitem(app.config, "HEALTH_CHECK_DEFAULT_INTERVAL", 1)  # `plain` uses it
     [inst] = add_installations(

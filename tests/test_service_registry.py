@@ -60,6 +60,7 @@ def _start(app, client, renew=0.2):
     return stop, thread
 
 
+@pytest.mark.truncate
 def test_the_worker_registers_renews_and_deregisters_on_a_clean_stop(app, database_url, registry):
     reg_app = _app(app, database_url, registry.url)
     assert _health(reg_app) == "unreachable"  # nothing recorded yet
@@ -79,6 +80,7 @@ def test_the_worker_registers_renews_and_deregisters_on_a_clean_stop(app, databa
     assert registry.calls[-1][:2] == ("DELETE", "/api/v1/services/module-registry-service")
 
 
+@pytest.mark.truncate
 def test_a_registry_down_at_start_never_blocks_and_is_joined_once_it_answers(
     app, database_url, registry
 ):
@@ -97,6 +99,7 @@ def test_a_registry_down_at_start_never_blocks_and_is_joined_once_it_answers(
         thread.join(timeout=10)
 
 
+@pytest.mark.truncate
 def test_an_unreachable_registry_address_is_reported_as_unreachable(app, database_url):
     reg_app = _app(app, database_url, f"http://127.0.0.1:{free_port()}")
     stop, thread = _start(reg_app, RegistryClient(reg_app.config))

@@ -1,8 +1,8 @@
-"""Living with installed modules through /api/v1/installations/{id} (issue 6): changes of
-configuration, endpoint and version as new revisions, edits based on a stale revision,
-revisions and rollback, uninstall with and without cascade and installing again, the runtime
-configuration and heartbeats, secrets kept out of every answer, revision, event and page, and
-another company's installation answering exactly like a missing one.
+"""Living with installed modules through /api/v1/installations/{id} (revisions, uninstall):
+changes of configuration, endpoint and version as new revisions, edits based on a stale
+revision, revisions and rollback, uninstall with and without cascade and installing again,
+the runtime configuration and heartbeats, secrets kept out of every answer, revision, event
+and page, and another company's installation answering exactly like a missing one.
 
 Every refused request is checked to leave nothing half-done: the installations' rows, their
 revisions, the outbox events and the health history stay exactly as they were
@@ -488,6 +488,7 @@ def assert_racing_edits_one_wins(app, people, inst_id: int, rounds: int = 3) -> 
             db.session.remove()
 
 
+@pytest.mark.truncate
 def test_racing_edits_on_the_runs_backend(app, client, shelf, auth, people):
     inv = _install(client, auth["acme"], module="inventory", version="=1.0.0")
     assert_racing_edits_one_wins(app, people, inv["id"])

@@ -1,6 +1,7 @@
-"""Installing modules through /api/v1/installations (issue 5): access, configuration checked
-against the module's schema, plans, all-or-nothing installs, list and read shapes, and two
-installs racing for the same module (on the run's backend and on an embedded SQLite app).
+"""Installing modules through /api/v1/installations (install plan, installation): access,
+configuration checked against the module's schema, plans, all-or-nothing installs, list and
+read shapes, and two installs racing for the same module (on the run's backend and on an
+embedded SQLite app).
 
 Every failing request is checked to leave nothing behind: no installation, revision or event
 row is added (tests.helpers.installation_state)."""
@@ -770,6 +771,7 @@ def _racer_headers(app, people) -> list[dict]:
     return headers + admin
 
 
+@pytest.mark.truncate
 @pytest.mark.parametrize("module, modules", [("notes", ["notes"]), ("purchasing", None)])
 def test_racing_installs_on_the_runs_backend(app, shelf, people, module, modules):
     body = {"module": module, "company": "acme", "install_dependencies": True}
@@ -802,6 +804,7 @@ def test_racing_installs_on_embedded_sqlite(sqlite_app, module, modules):
     assert_one_winner(app, results, modules)
 
 
+@pytest.mark.truncate
 def test_racing_a_dependency_against_the_module_that_needs_it(app, shelf, people):
     """One thread installs inventory alone while others install purchasing (which brings
     inventory): whatever wins, every answer is 201 or 409 and inventory is installed once."""
@@ -863,6 +866,7 @@ def assert_upgrade_race(app, people) -> None:
         db.session.remove()
 
 
+@pytest.mark.truncate
 def test_racing_installs_that_upgrade_a_dependency_on_the_runs_backend(app, shelf, people):
     assert_upgrade_race(app, people)
 

@@ -1,6 +1,7 @@
 """POST /api/v1/modules/ and /modules/validate-manifest through the real stack (test client,
 real database, real package store). Every refusal answers the status api.md names, as
-problem+json with pointers, and leaves no release row, event or file behind (issue 3)."""
+problem+json with pointers, and leaves no release row, event or file behind (spec/api.md,
+publishing)."""
 
 from __future__ import annotations
 
@@ -852,6 +853,7 @@ def sqlite_app(tmp_path):
         yield app
 
 
+@pytest.mark.truncate
 @pytest.mark.parametrize("backend", ["main database", "embedded sqlite"])
 def test_two_identical_uploads_at_the_same_moment_give_one_201_and_one_409(
     request, people, backend

@@ -1,6 +1,6 @@
 """Reading, downloading, editing, resubmitting and deleting releases through /api/v1/modules
-(issue 3): who sees what, list filters and paging, exact package bytes, and the events of
-each change."""
+(a developer follows each release; spec/product.md): who sees what, list filters and paging,
+exact package bytes, and the events of each change."""
 
 from __future__ import annotations
 

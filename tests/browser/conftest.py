@@ -2,7 +2,8 @@
 
 Every test in this folder is marked `browser` and skipped when /usr/bin/chromium is missing.
 `live_server` serves the session `app` over real HTTP; pytest-playwright's `base_url` points at
-it, so `page.goto("/tokens")` works. Rows are truncated after each test (tests/conftest.py),
+it, so `page.goto("/tokens")` works. These tests are marked `truncate`: they commit for real and
+rows are emptied after each test (tests/conftest.py),
 so a journey that needs the demo accounts asks for `demo_people`. Page helpers such as
 `sign_in` live in tests/browser/pages.py.
 """
@@ -17,9 +18,7 @@ import pytest
 from playwright.sync_api import expect
 from werkzeug.serving import make_server
 
-from portal import create_app
 from portal.cli import demo
-from portal.config import TestConfig
 from portal.extensions import db
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,6 +33,8 @@ def pytest_collection_modifyitems(config, items):
         if not item.path.resolve().is_relative_to(HERE):
             continue
         item.add_marker(pytest.mark.browser)
+        # The live server answers from its own threads: rows must really be committed.
+        item.add_marker(pytest.mark.truncate)
         if not CHROMIUM.exists():
             item.add_marker(skip)
 
@@ -57,27 +58,11 @@ def browser_type_launch_args():
 
 
 @pytest.fixture(scope="session")
-def live_app(app, database_url):
-    """The app as users get it: the same database as `app`, but with CSRF protection on,
-    so every journey also proves that forms and htmx requests carry the token."""
-    live = create_app(
-        TestConfig(
-            database_url,
-            WTF_CSRF_ENABLED=True,
-            MODULE_STORAGE_PATH=app.config["MODULE_STORAGE_PATH"],
-            INSTANCE_PATH=app.config["INSTANCE_PATH"],
-        )
-    )
-    yield live
-    with live.app_context():
-        db.session.remove()
-        db.engine.dispose()
-
-
-@pytest.fixture(scope="session")
-def live_server(live_app):
-    """The live app over HTTP on 127.0.0.1 (port chosen by the OS), in a daemon thread."""
-    app = live_app
+def live_server(csrf_app):
+    """The app as users get it (`csrf_app`: CSRF protection on, so every journey also proves
+    that forms and htmx requests carry the token) over HTTP on 127.0.0.1, in a daemon thread.
+    The OS chooses the port, so pytest-xdist workers never collide."""
+    app = csrf_app
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
     thread.start()

@@ -7,6 +7,7 @@ keyboard focus."""
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import expect
@@ -47,6 +48,11 @@ def beacon(app, demo_people, runtime):
         installation_id = inst.id
         db.session.remove()
     return installation_id
+
+
+def _is_poll(request) -> bool:
+    """The installations page's health poll (#health-poller's hx-get)."""
+    return urlsplit(request.url).path == "/company/acme/installations/health"
 
 
 def _check(app, installation_id: int) -> str:
@@ -103,7 +109,10 @@ def test_health_badges_follow_the_runtime_without_a_reload(
     expect(tooltip).to_be_visible()
     expect(tooltip).to_have_text(message)
     expect(holder).to_have_accessible_description(message)
-    page.wait_for_timeout(2500)  # two more polls
+    for _ in range(2):  # two more polls, answered while the badge keeps the focus
+        with page.expect_request(_is_poll) as poll:
+            pass
+        poll.value.response()
     expect(holder).to_be_focused()
     expect(tooltip).to_be_visible()
 

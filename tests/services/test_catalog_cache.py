@@ -17,13 +17,17 @@ from portal.services.accounts import users
 from portal.services.catalog.cache import LruCache, catalog_generation
 from portal.services.publishing import releases
 from portal.services.review import decisions
-from tests.helpers import bearer, captured_statements, login, publish_manifest
+from tests.helpers import (
+    ACME_ADMIN,
+    ACME_DEV,
+    ADMIN,
+    GLOBEX_ADMIN,
+    bearer,
+    captured_statements,
+    login,
+    publish_manifest,
+)
 from tests.packaging import manifest
-
-ADMIN = "admin@example.com"
-ACME_DEV = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_ADMIN = "admin@globex.test"
 
 
 @pytest.fixture
@@ -139,6 +143,7 @@ def test_any_write_to_the_catalog_is_seen_by_the_next_search(app, client, shelf,
     assert search(app, client, "zebra") != []
 
 
+@pytest.mark.truncate
 def test_another_process_sees_a_change_made_elsewhere(app, client, shelf, cached, storage_dir):
     """Two app instances, each with its own cache (as two gunicorn workers): a change
     made through one is seen by the other's next search, not after some time."""

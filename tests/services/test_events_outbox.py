@@ -147,6 +147,7 @@ def first_mark_fails(app_ctx, postgres_url):
         conn.exec_driver_sql("DROP SEQUENCE test_mark_attempts")
 
 
+@pytest.mark.truncate
 @pytest.mark.postgres
 def test_a_batch_whose_mark_fails_is_sent_again_and_nothing_is_lost(
     redis_url, stream_key, first_mark_fails
@@ -171,6 +172,7 @@ def test_a_batch_whose_mark_fails_is_sent_again_and_nothing_is_lost(
     assert db.session.execute(sa.select(Event).where(Event.published_at.is_(None))).first() is None
 
 
+@pytest.mark.truncate
 def test_relay_delivers_every_event_in_order_with_the_stream_fields(app_ctx, redis_url, stream_key):
     _record(7)
     relay = Relay(redis.Redis.from_url(redis_url), stream=stream_key, maxlen=1000, batch_size=3)
@@ -196,6 +198,7 @@ def test_relay_delivers_every_event_in_order_with_the_stream_fields(app_ctx, red
     assert relay.drain() == 0  # nothing is published twice
 
 
+@pytest.mark.truncate
 def test_requests_succeed_while_redis_is_down_and_the_relay_catches_up_in_order(
     app, client, people, redis_url, stream_key
 ):
@@ -223,6 +226,7 @@ def test_requests_succeed_while_redis_is_down_and_the_relay_catches_up_in_order(
     assert [d["i"] for d in datas] == [0, 1, 2, 3, 0, 1]
 
 
+@pytest.mark.truncate
 def test_relay_run_loop_retries_with_backoff_and_stops_cleanly(app, redis_url, stream_key):
     with app.app_context():
         _record(3)
@@ -264,6 +268,7 @@ def test_a_standby_relay_publishes_nothing_while_the_leader_holds_the_lease(
     assert leader.publish_batch() == 2
 
 
+@pytest.mark.truncate
 @pytest.mark.postgres
 def test_a_row_committed_late_is_published_not_skipped(app, postgres_url, redis_url, stream_key):
     """Event 1's transaction commits after event 2's: both must reach the stream."""
@@ -282,6 +287,7 @@ def test_a_row_committed_late_is_published_not_skipped(app, postgres_url, redis_
     assert ids[-1] == "e-slow" and len(ids) == 2
 
 
+@pytest.mark.truncate
 @pytest.mark.parametrize("microsecond", [0, 7, 123456])
 def test_the_stream_entry_is_stream_fields_of_the_row_whatever_the_timestamp(
     app_ctx, redis_url, stream_key, microsecond

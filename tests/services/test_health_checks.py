@@ -1,14 +1,12 @@
-"""Active health checks (issue 7, item 1) against real HTTP servers on 127.0.0.1 playing a
-module runtime: healthy, slow, 500, redirecting, hanging, trickling, answering 10 MB.
-Then the API's `POST /installations/{id}/health-check`, the history and events, and the
-endpoint URL refused when saved."""
+"""Active health checks (health: "a timeout and no redirects") against real HTTP servers on
+127.0.0.1 playing a module runtime: healthy, slow, 500, redirecting, hanging, trickling,
+answering 10 MB. Then the API's `POST /installations/{id}/health-check`, the history and
+events, and the endpoint URL refused when saved."""
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
@@ -20,113 +18,11 @@ from portal.models import Event, HealthChange, Installation
 from portal.services.accounts import users
 from portal.services.health.probes import MAX_BODY_BYTES, check_url_of, probe
 from portal.services.installations.installs import InstallRequest, install_module
+from tests.fake_servers import TEN_MB
 from tests.helpers import approved_release, bearer, problem_of
 
 DEV = default_networks("development")
 PROD = default_networks("production")
-TEN_MB = 10 * 1024 * 1024
-
-
-class RuntimeServer:
-    """A fake module runtime: a ThreadingHTTPServer on 127.0.0.1 whose path decides what
-    it does. `/ok`, `/health`: 200; `/slow`: 200 after `slow_seconds`; `/error`: 500;
-    `/redirect`: 302 to the metadata address; `/hang`: nothing until released; `/trickle`:
-    a byte of the status line every 0.2 s; `/big`: a 10 MB body. With `failing` set,
-    every path answers 503."""
-
-    def __init__(self, *, slow_seconds: float = 0.7, hang_seconds: float = 30.0):
-        self.requests: list[tuple[str, str | None]] = []
-        self.slow_seconds, self.hang_seconds = slow_seconds, hang_seconds
-        self.failing = False
-        self.big_sent = 0
-        self.big_done = threading.Event()
-        self.release = threading.Event()  # ends every hang at teardown
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):
-                outer.requests.append((self.path, self.headers.get("Host")))
-                path = self.path.split("?")[0]
-                if outer.failing:
-                    return self._answer(503, b"down for maintenance")
-                if path.endswith("/hang"):
-                    outer.release.wait(outer.hang_seconds)
-                    return self._answer(200, b"too late")
-                if path.endswith("/slow"):
-                    time.sleep(outer.slow_seconds)
-                    return self._answer(200, b"slow but fine")
-                if path.endswith("/error"):
-                    return self._answer(500, b"boom")
-                if path.endswith("/redirect"):
-                    self.send_response(302)
-                    self.send_header("Location", "http://169.254.169.254/latest/meta-data/")
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if path.endswith("/trickle"):
-                    for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok":
-                        if outer.release.wait(0.2):
-                            return
-                        self.wfile.write(bytes([byte]))
-                        self.wfile.flush()
-                    return
-                if path.endswith("/big"):
-                    return self._big()
-                return self._answer(200, b'{"status": "ok"}')
-
-            def _answer(self, status: int, body: bytes):
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def _big(self):
-                self.send_response(200)
-                self.send_header("Content-Length", str(TEN_MB))
-                self.end_headers()
-                chunk = b"x" * 65536
-                try:
-                    while outer.big_sent < TEN_MB:
-                        self.wfile.write(chunk)
-                        outer.big_sent += len(chunk)
-                except OSError:
-                    pass
-                finally:
-                    outer.big_done.set()
-
-            def log_message(self, *args):
-                pass
-
-        class Server(ThreadingHTTPServer):
-            request_queue_size = 512
-            daemon_threads = True
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def paths(self) -> list[str]:
-        return [path for path, _host in self.requests]
-
-    def stop(self) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def runtime():
-    server = RuntimeServer()
-    yield server
-    server.stop()
 
 
 def check(runtime, path, timeout=1.0, **kwargs):

@@ -1,6 +1,7 @@
-"""The install service (issue 5) below the API: whole plans in one transaction, events and
-revisions per module, configurations of dependencies, plans that went stale while being
-applied, and the resolver's query count. (Resolution rules themselves: test_resolver.py.)"""
+"""The install service (install plan, installation) below the API: whole plans in one
+transaction, events and revisions per module, configurations of dependencies, plans that
+went stale while being applied, and the resolver's query count. (Resolution rules
+themselves: test_resolver.py.)"""
 
 from __future__ import annotations
 
@@ -20,10 +21,8 @@ from portal.services.installations.installs import (
 )
 from portal.services.installations.resolver import resolve
 from portal.services.review.decisions import change_status
-from tests.helpers import approved_release, installation_state
+from tests.helpers import ACME_ADMIN, approved_release, installation_state
 from tests.helpers import meanwhile as helpers_meanwhile
-
-ACME_ADMIN = "admin@acme.test"
 
 
 @pytest.fixture
@@ -247,6 +246,7 @@ def _install_inventory_elsewhere():
     _install("inventory", actor="admin@example.com", company="acme")
 
 
+@pytest.mark.truncate
 def test_a_dependency_the_plan_keeps_but_another_request_removes_meanwhile_is_409(app, ctx, people):
     """Without a re-check, purchasing would be installed without the inventory it needs."""
     approved_release("inventory", "1.4.0")
@@ -264,6 +264,7 @@ def test_a_dependency_the_plan_keeps_but_another_request_removes_meanwhile_is_40
     }
 
 
+@pytest.mark.truncate
 def test_a_dependency_the_plan_upgrades_but_another_request_removes_meanwhile_is_409(
     app, ctx, people
 ):
@@ -279,6 +280,7 @@ def test_a_dependency_the_plan_upgrades_but_another_request_removes_meanwhile_is
     assert [k[:2] for k in _event_kinds()] == [("installation.created", "inventory")]
 
 
+@pytest.mark.truncate
 def test_a_dependency_installed_by_another_request_meanwhile_is_409_naming_it(app, ctx, people):
     approved_release("inventory", "1.4.0")
     approved_release("purchasing", "1.2.0", deps={"inventory": "^1.0.0"})

@@ -1,7 +1,8 @@
-"""The lifecycle service (issue 6) below the API: secrets sent back masked, who depends on
-whom, cascades in reverse dependency order and all-or-nothing, changes that lose a race with
-another request between reading and writing, rollbacks to releases that are gone, and
-heartbeats (one event per change of health, however many runtimes report at once).
+"""The lifecycle service (revisions, uninstall, health) below the API: secrets sent back
+masked, who depends on whom, cascades in reverse dependency order and all-or-nothing,
+changes that lose a race with another request between reading and writing, rollbacks to
+releases that are gone, and heartbeats (one event per change of health, however many
+runtimes report at once).
 
 "Meanwhile" tests run another request, in its own thread, session and transaction, at the
 moment the service is about to write: just before its unit of work takes SQLite's write lock
@@ -29,11 +30,8 @@ from portal.services.errors import Conflict, NotFound, PermissionDenied, Validat
 from portal.services.installations import lifecycle, upgrades
 from portal.services.installations.installs import InstallRequest, install_module
 from portal.services.installations.revisions import revision_changes
-from tests.helpers import approved_release, bearer, lifecycle_state
+from tests.helpers import ACME_ADMIN, ADMIN, approved_release, bearer, lifecycle_state
 from tests.helpers import meanwhile as helpers_meanwhile
-
-ACME_ADMIN = "admin@acme.test"
-ADMIN = "admin@example.com"
 
 
 @pytest.fixture
@@ -188,6 +186,7 @@ def _uninstall_as_admin(name):
     return action
 
 
+@pytest.mark.truncate
 def test_a_cascade_that_fails_half_way_leaves_everything_as_it_was(app, ctx, people):
     """core ← alpha, core ← beta: the cascade uninstalls alpha, then finds beta uninstalled
     by another request meanwhile. alpha's uninstall and its event are rolled back too."""
@@ -215,6 +214,7 @@ def test_a_cascade_that_fails_half_way_leaves_everything_as_it_was(app, ctx, peo
     assert [i.module_name for i in removed] == ["alpha", "core"]
 
 
+@pytest.mark.truncate
 def test_an_edit_that_loses_a_race_between_reading_and_writing_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     inst = _install("inventory", config={"site": "a"})
@@ -237,6 +237,7 @@ def test_an_edit_that_loses_a_race_between_reading_and_writing_is_409(app, ctx, 
     assert sorted(revisions) == [(1, _user().id), (2, _user(ADMIN).id)]
 
 
+@pytest.mark.truncate
 def test_a_blind_edit_that_loses_a_race_applies_on_top_of_the_winner(app, ctx, people):
     """No expected revision: the change is read and checked again and applies as the next
     revision; 409 is only for a stale If-Match (api.md)."""
@@ -256,6 +257,7 @@ def test_a_blind_edit_that_loses_a_race_applies_on_top_of_the_winner(app, ctx, p
     assert sorted(revisions) == [1, 2, 3]
 
 
+@pytest.mark.truncate
 def test_concurrent_blind_edits_all_apply_in_order(app, people):
     """Ten edits without a precondition at once: ten revisions, each with its event, no
     409 (reliability review D10: 16 of 20 were 409 on PostgreSQL)."""
@@ -296,6 +298,7 @@ def test_concurrent_blind_edits_all_apply_in_order(app, people):
         db.session.remove()
 
 
+@pytest.mark.truncate
 def test_an_edit_or_rollback_of_a_module_uninstalled_meanwhile_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     inst = _install("inventory", config={"site": "a"})
@@ -343,6 +346,7 @@ def test_a_rollback_based_on_a_stale_revision_is_409_and_changes_nothing(app, ct
     assert (rolled.revision, rolled.config, restored) == (5, {"site": "c"}, 3)
 
 
+@pytest.mark.truncate
 def test_a_rollback_at_its_expected_revision_that_loses_a_race_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     inst = _install("inventory", config={"site": "a"})
@@ -379,6 +383,7 @@ def _install_purchasing_as_admin():
     _install("purchasing", actor=ADMIN, company="acme")
 
 
+@pytest.mark.truncate
 def test_an_upgrade_that_a_dependent_installed_meanwhile_forbids_is_409(app, ctx, people):
     """The upgrade was checked against the modules installed when it started; purchasing,
     which needs inventory ^1.0.0, is installed by another request before it writes."""
@@ -411,6 +416,7 @@ def test_an_upgrade_that_a_dependent_installed_meanwhile_forbids_is_409(app, ctx
     assert not _events("installation.rolled_back")
 
 
+@pytest.mark.truncate
 def test_an_uninstall_that_a_dependent_installed_meanwhile_needs_is_409(app, ctx, people):
     approved_release("inventory", "1.0.0")
     approved_release("purchasing", "1.0.0", deps={"inventory": "^1.0.0"})
@@ -513,6 +519,7 @@ def test_heartbeats_are_for_the_owning_companys_tokens_only(ctx, people):
 HEARTBEATS = 6
 
 
+@pytest.mark.truncate
 def test_many_heartbeats_at_once_record_one_change_of_health(app, people):
     """Runtimes (several replicas) report "healthy" at the same moment: the change from
     unknown is one history row and one event, not one per heartbeat."""
@@ -800,6 +807,7 @@ RACES = {
 }
 
 
+@pytest.mark.truncate
 @pytest.mark.postgres
 @pytest.mark.parametrize("race", list(RACES))
 def test_racing_changes_never_leave_a_module_without_its_dependency(

@@ -1,4 +1,5 @@
-"""The outbound guard (issue 7, item 2): which addresses health checks may connect to.
+"""The outbound guard (health: "addresses an admin has not allowed"): which addresses health
+checks may connect to.
 
 Real HTTP(S) servers on 127.0.0.1 show that the connection goes to the checked address,
 with the original Host header, SNI and certificate name; resolvers handed to the guard

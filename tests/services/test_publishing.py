@@ -1,6 +1,6 @@
-"""The publishing service called directly (issue 3): the package store and the rows move
-together, refusals carry their pointers, and edits, resubmissions and deletions leave the
-history and events they should."""
+"""The publishing service called directly (a developer publishes a release): the package
+store and the rows move together, refusals carry their pointers, and edits, resubmissions
+and deletions leave the history and events they should."""
 
 from __future__ import annotations
 
@@ -157,6 +157,7 @@ def test_another_company_cannot_take_a_name_or_a_look_alike(app, ctx, name):
         assert list(exc.value.fields) == ["/name"]
 
 
+@pytest.mark.truncate
 def test_two_companies_claiming_one_new_name_at_once_cannot_both_own_it(app, people):
     """Ownership is decided by the first release of a name: a race between two companies
     publishing different versions of the same new name must leave one owner."""

@@ -15,6 +15,10 @@ from portal.services.accounts import users
 from portal.services.errors import Conflict, PermissionDenied, ValidationFailed
 from portal.services.review import decisions as review
 from tests.helpers import (
+    ACME_ADMIN,
+    ADMIN,
+    GLOBEX_ADMIN,
+    GLOBEX_DEV,
     PASSWORD,
     bearer,
     count,
@@ -23,14 +27,10 @@ from tests.helpers import (
     problem_of,
     publish_manifest,
 )
+from tests.helpers import ACME_DEV as DEVELOPER
 from tests.packaging import manifest
 
-ADMIN = "admin@example.com"
 SECOND_ADMIN = "second-admin@example.com"
-DEVELOPER = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_DEV = "dev@globex.test"
-GLOBEX_ADMIN = "admin@globex.test"
 
 
 def _user(email):
@@ -351,6 +351,7 @@ def _second_admin(app) -> None:
         db.session.remove()
 
 
+@pytest.mark.truncate
 def test_two_admins_deciding_at_once_one_wins_the_other_gets_a_conflict(app, people):
     _second_admin(app)
     rounds = ROUNDS * 2
@@ -358,6 +359,7 @@ def test_two_admins_deciding_at_once_one_wins_the_other_gets_a_conflict(app, peo
         _assert_one_winner(app, module_id, _race(app, module_id, choices))
 
 
+@pytest.mark.truncate
 def test_deciding_two_releases_of_one_name_at_once_both_apply(app, people):
     """Approving 2.0.0 while 1.0.0 (the latest) is deprecated: both transactions update
     the name's latest flags and the catalog generation. Neither may fail (a deadlock
@@ -403,6 +405,7 @@ def _someone_decides_first(app, module_id: int):
         review.unit_of_work = real
 
 
+@pytest.mark.truncate
 def test_the_conditional_update_refuses_a_decision_read_before_another_won(app, people):
     _second_admin(app)
     [module_id] = _pending_releases(app, 1)

@@ -10,6 +10,11 @@ from portal.extensions import db
 from portal.services.accounts import users
 from portal.services.review import decisions
 from tests.helpers import (
+    ACME_ADMIN,
+    ACME_DEV,
+    ADMIN,
+    GLOBEX_ADMIN,
+    GLOBEX_DEV,
     bearer,
     bulk_modules,
     captured_statements,
@@ -18,12 +23,6 @@ from tests.helpers import (
     publish_package,
 )
 from tests.packaging import manifest, manifest_yaml, zip_package
-
-ADMIN = "admin@example.com"
-ACME_DEV = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_ADMIN = "admin@globex.test"
-GLOBEX_DEV = "dev@globex.test"
 
 
 def release(name, version="1.0.0", *, status="approved", by=ACME_DEV, visibility=None, **extra):
@@ -311,6 +310,7 @@ def test_a_page_past_the_last_still_counts_the_matches(app, client, equals):
     assert "25 modules" in html
 
 
+@pytest.mark.truncate
 @pytest.mark.postgres
 def test_searches_read_the_stored_vector_through_its_gin_indexes(app, client, equals, postgres_url):
     """The marketplace (latest=true) reads the latest-only indexes, other searches the full

@@ -86,7 +86,7 @@ def nested(levels: int) -> dict:
     return root
 
 
-def bad_yaml(text: str | bytes) -> BadRequest:
+def assert_bad_yaml(text: str | bytes) -> BadRequest:
     with pytest.raises(BadRequest) as exc:
         load_manifest_yaml(text)
     assert exc.value.status == 400
@@ -161,13 +161,13 @@ def test_check_manifest_raises_a_422_listing_every_error():
 
 
 def test_a_yaml_syntax_error_is_a_400_with_line_and_column():
-    error = bad_yaml("name: my-module\nversion: [1.0.0\n")
+    error = assert_bad_yaml("name: my-module\nversion: [1.0.0\n")
 
     assert "line 3" in error.message or "line 2" in error.message
 
 
 def test_a_python_tag_is_a_400_with_line_and_column():
-    error = bad_yaml("name: !!python/object/apply:os.system ['echo pwned']\n")
+    error = assert_bad_yaml("name: !!python/object/apply:os.system ['echo pwned']\n")
 
     assert "line 1, column 7" in error.message
 
@@ -182,7 +182,7 @@ def test_a_python_tag_is_a_400_with_line_and_column():
     ],
 )
 def test_custom_tags_and_tags_beyond_the_core_types_are_a_400(text):
-    bad_yaml(text)
+    assert_bad_yaml(text)
 
 
 def test_a_billion_laughs_alias_bomb_is_refused_within_a_second():
@@ -193,17 +193,17 @@ def test_a_billion_laughs_alias_bomb_is_refused_within_a_second():
     ]
     started = time.perf_counter()
 
-    bad_yaml("\n".join(lines) + "\n")
+    assert_bad_yaml("\n".join(lines) + "\n")
 
     assert time.perf_counter() - started < 1
 
 
 def test_an_anchor_alone_is_refused_too():
-    bad_yaml("name: &n my-module\n")
+    assert_bad_yaml("name: &n my-module\n")
 
 
 def test_bytes_that_are_not_utf8_are_a_400_with_line_and_column():
-    error = bad_yaml("name: my-module\nauthor: Jos\xe9\n".encode("latin-1"))
+    error = assert_bad_yaml("name: my-module\nauthor: Jos\xe9\n".encode("latin-1"))
 
     assert "line 2, column 12" in error.message
 
@@ -214,21 +214,21 @@ def test_a_utf8_byte_order_mark_is_accepted():
 
 @pytest.mark.parametrize("text", ["", "# only a comment\n", "- a\n- b\n", "just text\n", "null\n"])
 def test_an_empty_document_or_a_top_level_that_is_not_a_mapping_is_a_400(text):
-    bad_yaml(text)
+    assert_bad_yaml(text)
 
 
 def test_more_than_one_document_is_a_400():
-    bad_yaml("name: a\n---\nname: b\n")
+    assert_bad_yaml("name: a\n---\nname: b\n")
 
 
 def test_control_characters_are_a_400_with_line_and_column():
-    bad_yaml("name: my-module\ndescription: a\x00b\n")
+    assert_bad_yaml("name: my-module\ndescription: a\x00b\n")
 
 
 def test_deep_flow_nesting_is_refused_quickly_with_line_and_column():
     started = time.perf_counter()
 
-    bad_yaml("x-deep: " + "[" * 100_000 + "]" * 100_000)
+    assert_bad_yaml("x-deep: " + "[" * 100_000 + "]" * 100_000)
 
     assert time.perf_counter() - started < 1
 
@@ -259,7 +259,7 @@ def test_a_key_yaml_reads_as_a_boolean_or_a_number_is_a_422_with_a_quoting_hint(
 
 
 def test_a_list_as_a_key_is_a_400():
-    bad_yaml("? [a, b]\n: 1\n")
+    assert_bad_yaml("? [a, b]\n: 1\n")
 
 
 def test_scalars_keep_the_safe_loader_types_but_timestamps_stay_text():

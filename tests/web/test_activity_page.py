@@ -13,14 +13,16 @@ from portal.extensions import db
 from portal.services.accounts import users
 from portal.services.review import decisions
 from portal.services.uow import unit_of_work
-from tests.helpers import login, publish_manifest
+from tests.helpers import (
+    ACME_ADMIN,
+    ACME_DEV,
+    ADMIN,
+    GLOBEX_ADMIN,
+    GLOBEX_DEV,
+    login,
+    publish_manifest,
+)
 from tests.packaging import manifest
-
-ADMIN = "admin@example.com"
-ACME_DEV = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_DEV = "dev@globex.test"
-GLOBEX_ADMIN = "admin@globex.test"
 
 
 def rows(html: str) -> list[dict]:

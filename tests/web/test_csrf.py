@@ -1,32 +1,13 @@
-"""CSRF stays on here (TestConfig turns it off elsewhere): forms and htmx need the token."""
+"""CSRF stays on here (TestConfig turns it off elsewhere): forms and htmx need the token.
+`csrf_app` (tests/conftest.py) is the app with CSRF protection on."""
 
 from __future__ import annotations
 
 import re
 
-import pytest
-
-from portal import create_app
-from portal.config import TestConfig
 from portal.extensions import db
 from portal.models import ApiToken
 from tests.helpers import PASSWORD, count
-
-
-@pytest.fixture
-def csrf_app(app, database_url):
-    csrf_app = create_app(
-        TestConfig(
-            database_url,
-            WTF_CSRF_ENABLED=True,
-            MODULE_STORAGE_PATH=app.config["MODULE_STORAGE_PATH"],
-            INSTANCE_PATH=app.config["INSTANCE_PATH"],
-        )
-    )
-    yield csrf_app
-    with csrf_app.app_context():
-        db.session.remove()
-        db.engine.dispose()
 
 
 def _token_from(html: str) -> str:

@@ -20,7 +20,13 @@ from portal.services.health.records import record_health
 from portal.services.installations import lifecycle
 from portal.services.installations.installs import InstallRequest, install_module
 from portal.services.uow import unit_of_work
-from tests.helpers import approved_release, bulk_modules, installation_state, login
+from tests.helpers import (
+    approved_release,
+    bulk_modules,
+    captured_statements,
+    installation_state,
+    login,
+)
 
 SECRET = "s3cr3t-Value-9931"
 NEW_SECRET = "n3w-s3cr3t-4412"
@@ -773,18 +779,10 @@ def test_the_health_fragment_sends_every_badge_out_of_band(app, acme_htmx, room)
 
 
 def _statements(app, client, path: str) -> list[str]:
-    seen: list[str] = []
-
-    def record(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", record)
-    try:
+    """The statements one GET of `path` runs (tests.helpers.captured_statements)."""
+    with captured_statements(app) as statements:
         assert client.get(path).status_code == 200
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", record)
+    seen = [statement for statement, _params in statements]
     return seen
 
 

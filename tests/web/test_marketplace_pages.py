@@ -15,6 +15,11 @@ from portal.models import Company, Installation, ModuleRelease
 from portal.services.accounts import users
 from portal.services.review import decisions
 from tests.helpers import (
+    ACME_ADMIN,
+    ACME_DEV,
+    ADMIN,
+    GLOBEX_ADMIN,
+    GLOBEX_DEV,
     bearer,
     bulk_modules,
     captured_statements,
@@ -23,12 +28,6 @@ from tests.helpers import (
     publish_package,
 )
 from tests.packaging import manifest, manifest_yaml, zip_package
-
-ADMIN = "admin@example.com"
-ACME_DEV = "dev@acme.test"
-ACME_ADMIN = "admin@acme.test"
-GLOBEX_DEV = "dev@globex.test"
-GLOBEX_ADMIN = "admin@globex.test"
 
 CONFIG_SCHEMA = {
     "type": "object",

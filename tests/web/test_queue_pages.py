@@ -19,12 +19,18 @@ from portal.services.accounts import users
 from portal.services.review import decisions
 from portal.services.review import report as reports
 from portal.web.review import file_size, time_ago
-from tests.helpers import login, publish_manifest, publish_package, set_release_status
+from tests.helpers import ACME_DEV as DEVELOPER
+from tests.helpers import (
+    ADMIN,
+    GLOBEX_DEV,
+    captured_statements,
+    login,
+    publish_manifest,
+    publish_package,
+    set_release_status,
+)
 from tests.packaging import manifest, manifest_yaml, zip_package
 
-ADMIN = "admin@example.com"
-DEVELOPER = "dev@acme.test"
-GLOBEX_DEV = "dev@globex.test"
 OOB_COUNT = re.compile(r'<span class="count" id="nav-count-queue" hx-swap-oob="true">(\d+)</span>')
 
 
@@ -669,18 +675,10 @@ def test_without_js_a_decision_from_page_two_comes_back_to_page_two(app, admin_c
 
 
 def _statements(app, client, path: str) -> int:
-    seen: list[str] = []
-
-    def count(conn, cursor, statement, *args):
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    sa.event.listen(engine, "before_cursor_execute", count)
-    try:
+    """The statements one GET of `path` runs (tests.helpers.captured_statements)."""
+    with captured_statements(app) as statements:
         assert client.get(path).status_code == 200
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", count)
+    seen = [statement for statement, _params in statements]
     return len(seen)
 
 

@@ -28,6 +28,7 @@ def _admin_connection(app):
     return sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
 
 
+@pytest.mark.truncate
 def test_a_publish_whose_database_goes_away_leaves_no_file(app, people, postgres_url):
     """The INSERT finds its connection killed, and the database refuses new connections
     while the publish cleans up, so the cleanup cannot ask whether the file is used."""

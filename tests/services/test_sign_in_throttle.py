@@ -108,6 +108,7 @@ def test_counts_older_than_the_window_are_forgotten(app_ctx, people):
     )
 
 
+@pytest.mark.truncate
 def test_forty_concurrent_guesses_get_five_checked(app, people):
     """Every attempt is counted before its password is checked, under the keys' row locks
     (PostgreSQL) or the write lock (SQLite): no race gets a sixth guess through."""

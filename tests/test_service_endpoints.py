@@ -18,6 +18,9 @@ from portal.models import Event, ServiceState
 from portal.models.base import utcnow
 from portal.services.platform.service_health import WORKER_STATE_KEY, record_worker_heartbeat
 
+# /health reads through a connection of its own, so what a test writes must be committed.
+pytestmark = pytest.mark.truncate
+
 
 def _beat(app, seconds_ago: float = 0) -> None:
     with app.app_context():
@@ -59,7 +62,7 @@ def test_health_is_degraded_without_a_live_worker(app, client, seconds_ago, stat
     assert body["checks"]["worker"]["status"] == status
 
 
-def test_health_is_degraded_when_the_relay_lags(tmp_path, database_url, redis_url):
+def test_health_is_degraded_when_the_relay_lags(app, tmp_path, database_url, redis_url):
     app = create_app(
         TestConfig(
             database_url,
@@ -108,7 +111,9 @@ def silent_server():
     server.close()
 
 
-def test_health_answers_within_a_second_when_redis_hangs(tmp_path, database_url, silent_server):
+def test_health_answers_within_a_second_when_redis_hangs(
+    app, tmp_path, database_url, silent_server
+):
     app = create_app(
         TestConfig(
             database_url,
@@ -166,7 +171,7 @@ def test_health_answers_503_and_names_the_database_when_it_is_unreachable(tmp_pa
     assert body["checks"]["database"] == "unavailable"
 
 
-def test_health_says_redis_is_unavailable_without_failing(tmp_path, database_url):
+def test_health_says_redis_is_unavailable_without_failing(app, tmp_path, database_url):
     app = create_app(
         TestConfig(
             database_url,
@@ -180,7 +185,7 @@ def test_health_says_redis_is_unavailable_without_failing(tmp_path, database_url
     assert resp.get_json()["checks"]["redis"] == "unavailable"
 
 
-def test_health_reports_redis_ok_when_it_answers(tmp_path, database_url, redis_url):
+def test_health_reports_redis_ok_when_it_answers(app, tmp_path, database_url, redis_url):
     app = create_app(
         TestConfig(
             database_url,

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from flask import Flask, current_app
 
 from portal import __version__
+from portal.database import engine_options
 from portal.extensions import db
 from portal.models import Event, ServiceState
 from portal.models.base import utcnow
@@ -45,10 +46,24 @@ def _in_context(app: Flask, probe):
     return run
 
 
+def _probe_engine(app: Flask) -> sa.Engine:
+    """An engine of its own for the probe (one connection, two more at most): a request
+    pool that is exhausted or stuck must not make /health wait, and the probe must not
+    take a connection the requests need."""
+    engine = app.extensions.get("health-probe-engine")
+    if engine is None:
+        options = engine_options(app.config["SQLALCHEMY_DATABASE_URI"])
+        if not app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
+            options.update(pool_size=1, max_overflow=2, pool_timeout=1)
+        engine = sa.create_engine(app.config["SQLALCHEMY_DATABASE_URI"], **options)
+        app.extensions["health-probe-engine"] = engine
+    return engine
+
+
 def _database() -> dict:
     """SELECT 1, the relay's lag and the worker's heartbeat, in one short read."""
     timeout_ms = int(current_app.config["HEALTH_PROBE_TIMEOUT"] * 1000)
-    with db.engine.connect() as conn:
+    with _probe_engine(current_app).connect() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(sa.text(f"SET statement_timeout = {timeout_ms}"))
         conn.execute(sa.text("SELECT 1"))

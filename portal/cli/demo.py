@@ -22,37 +22,26 @@ DEMO_USERS = [
     ("admin@globex.example.com", Role.COMPANY_ADMIN, "globex"),
 ]
 
+
+def _framework(version: str) -> dict:
+    """The demo's shared base module, one manifest a version."""
+    return {
+        "name": "business-object-framework",
+        "version": version,
+        "display_name": "Business Object Framework",
+        "description": "Shared business objects (parties, addresses, documents) that "
+        "other modules build on.",
+        "author": "Acme Platform Team",
+        "category": "platform",
+        "tags": ["core", "framework"],
+    }
+
+
 _CURRENCY = {"type": "string", "enum": ["EUR", "USD", "GBP"], "default": "EUR"}
 # (publisher developer, manifest, final status) — approved ones form a living marketplace.
 DEMO_RELEASES = [
-    (
-        "dev@acme.example.com",
-        {
-            "name": "business-object-framework",
-            "version": "1.0.0",
-            "display_name": "Business Object Framework",
-            "description": "Shared business objects (parties, addresses, documents) that "
-            "other modules build on.",
-            "author": "Acme Platform Team",
-            "category": "platform",
-            "tags": ["core", "framework"],
-        },
-        ReleaseStatus.APPROVED,
-    ),
-    (
-        "dev@acme.example.com",
-        {
-            "name": "business-object-framework",
-            "version": "1.2.0",
-            "display_name": "Business Object Framework",
-            "description": "Shared business objects (parties, addresses, documents) that "
-            "other modules build on.",
-            "author": "Acme Platform Team",
-            "category": "platform",
-            "tags": ["core", "framework"],
-        },
-        ReleaseStatus.APPROVED,
-    ),
+    ("dev@acme.example.com", _framework("1.0.0"), ReleaseStatus.APPROVED),
+    ("dev@acme.example.com", _framework("1.2.0"), ReleaseStatus.APPROVED),
     (
         "dev@acme.example.com",
         {
